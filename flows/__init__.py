@@ -1,0 +1,1 @@
+"""Prefect flows: the entry points that deployments and the CLI call."""

@@ -1,0 +1,79 @@
+"""The protocol every backend implements, and the request/result types it speaks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, Sequence, runtime_checkable
+
+FinishReason = Literal["stop", "eos", "length"]
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """Chat messages, an optional pre-filled assistant turn, and sampling settings."""
+
+    messages: tuple[tuple[str, str], ...]  # (role, content) pairs
+    prefill: str = ""
+    n: int = 1
+    temperature: float = 0.8
+    top_p: float = 0.85
+    repetition_penalty: float = 1.0  # >1 discourages tokens already in the prompt or output
+    max_new_tokens: int = 256
+    seed: int = 0
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One sampled continuation of the pre-filled assistant turn."""
+
+    text: str  # continuation only; the stop string is cut off
+    finish_reason: FinishReason
+    tokens: int
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """Score `target` given `context`: one log-probability per target token."""
+
+    context: str
+    target: str
+
+
+@dataclass
+class ModelStats:
+    """What a backend did, for throughput figures."""
+
+    generated_tokens: int = 0
+    generation_seconds: float = 0.0
+    generation_calls: int = 0
+    scored_tokens: int = 0
+    computed_tokens: int = 0  # tokens run through the network to score, shared prefixes once
+    scoring_seconds: float = 0.0
+    scoring_calls: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+@runtime_checkable
+class LanguageModel(Protocol):
+    """A backend: transformers on CPU, vLLM in-process or served."""
+
+    model_id: str
+    context_window: int
+    stats: ModelStats
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Generation]]:
+        """Return `request.n` generations for each request, in order."""
+        ...
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[list[float]]:
+        """Return the log-probability of each actual target token, per request."""
+        ...
+
+    def render_chat(self, messages: Sequence[tuple[str, str]]) -> str:
+        """The chat-templated prompt text, ending with the assistant turn's opening."""
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens in `text` under this model's tokenizer."""
+        ...

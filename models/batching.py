@@ -1,0 +1,74 @@
+"""Pure planning of model batches: shared-prefix groups and token-budgeted chunks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+
+@dataclass(frozen=True)
+class PrefixGroup:
+    """Requests whose contexts start with the same `prefix_len` tokens (0: nothing shared)."""
+
+    prefix_len: int
+    members: tuple[int, ...]
+
+
+def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def group_by_shared_prefix(contexts: Sequence[Sequence[int]], min_shared: int = 32) -> list[PrefixGroup]:
+    """Group contexts that share at least `min_shared` leading tokens.
+
+    The shared prefix never covers a whole context, so every member keeps at least one
+    token of its own and every target token is predicted inside its member's suffix pass
+    (or from the prefix's last position).
+    """
+    order = sorted(range(len(contexts)), key=lambda i: list(contexts[i]))
+    groups: list[PrefixGroup] = []
+    loose: list[int] = []
+    current: list[int] = []
+    shared = 0
+
+    def close() -> None:
+        if len(current) > 1 and shared >= min_shared:
+            groups.append(PrefixGroup(shared, tuple(current)))
+        else:
+            loose.extend(current)
+
+    for i in order:
+        if current:
+            lcp = min(shared, common_prefix_len(contexts[current[0]], contexts[i]), len(contexts[i]) - 1)
+            if lcp >= min_shared:
+                current.append(i)
+                shared = lcp
+                continue
+            close()
+        current, shared = [i], len(contexts[i]) - 1
+    if current:
+        close()
+    if loose:
+        groups.append(PrefixGroup(0, tuple(sorted(loose))))
+    return groups
+
+
+def chunk_by_budget(lengths: Sequence[int], budget: int, max_rows: int | None = None) -> list[list[int]]:
+    """Split row indices (sorted by length) into chunks whose padded size rows*max_len fits `budget`."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    chunks: list[list[int]] = []
+    chunk: list[int] = []
+    for i in order:
+        widest = max(lengths[i], max((lengths[j] for j in chunk), default=0))
+        too_big = chunk and (widest * (len(chunk) + 1) > budget or (max_rows and len(chunk) >= max_rows))
+        if too_big:
+            chunks.append(chunk)
+            chunk = []
+        chunk.append(i)
+    if chunk:
+        chunks.append(chunk)
+    return chunks

@@ -1,0 +1,29 @@
+"""All settings in one place; every field can be set as REER_<NAME> in the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from reer.tasks.search import SearchConfig
+
+
+class Settings(BaseSettings):
+    """reer's settings: where things live, which model, how to batch, how to search."""
+
+    model_config = SettingsConfigDict(env_prefix="REER_", env_nested_delimiter="__", extra="ignore")
+
+    home: Path = Field(Path("~/.cache/reer").expanduser(), description="cache for converted models")
+    db: Path = Field(Path("reer.duckdb"), description="the DuckDB store")
+    out: Path = Field(Path("reer-out"), description="exports go under <out>/<run_id>/")
+    backend: Literal["transformers"] = "transformers"
+    generator_model: str = Field("SmolLM2-135M-Instruct", description="a model folder or the shipped model")
+    scorer_model: str = Field("SmolLM2-135M-Instruct", description="a model folder or the shipped model")
+    dtype: Literal["bfloat16", "float32"] = "bfloat16"
+    threads: int | None = Field(None, description="CPU threads for torch (default: all cores)")
+    generation_rows: int = Field(32, ge=1, description="sequences sampled together in one generation batch")
+    score_batch_tokens: int = Field(8192, ge=256, description="padded tokens per scoring forward pass")
+    search: SearchConfig = SearchConfig()

@@ -1,0 +1,110 @@
+"""The DuckDB store: applies sql/ through SQLAlchemy, appends rows, answers read-only queries."""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import duckdb
+import polars as pl
+from sqlalchemy import column, create_engine, insert, table
+from sqlalchemy.engine import Connection, Engine
+
+from reer.sql import read_sql
+
+TABLES = ("runs", "run_events", "examples", "trajectories", "revisions", "outcomes", "rejects", "checks", "exports")
+KEYED = {"runs", "examples", "trajectories", "revisions", "outcomes"}  # re-inserting a key is a no-op
+
+
+class StoreBusy(RuntimeError):
+    """Another process holds the database for writing."""
+
+
+def _statements(script: str) -> list[str]:
+    lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def _busy_message(path: Path, error: Exception) -> str:
+    return (
+        f"{path} is held by another reer process that is writing to it; "
+        f"wait for that run to finish, or query a copy (cp {path} /tmp/snapshot.duckdb). ({error.__class__.__name__})"
+    )
+
+
+class Store:
+    """The single writer of one DuckDB file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.engine: Engine = create_engine(f"duckdb:///{self.path}")
+            with self.engine.begin() as con:
+                for statement in _statements(read_sql("schema")) + _statements(read_sql("views")):
+                    con.exec_driver_sql(statement)
+        except Exception as error:  # duckdb raises IOException through SQLAlchemy's wrapper
+            if "lock" in str(error).lower():
+                raise StoreBusy(_busy_message(self.path, error)) from None
+            raise
+        # Lightweight table handles from the catalog: the .sql files stay the only schema
+        # (SQLAlchemy's reflection queries pg_catalog types DuckDB does not have).
+        with self.engine.connect() as con:
+            rows = con.exec_driver_sql(
+                "SELECT table_name, column_name FROM information_schema.columns "
+                "WHERE table_schema = 'main' ORDER BY table_name, ordinal_position"
+            ).all()
+        self.tables = {
+            name: table(name, *[column(c) for t, c in rows if t == name]) for name in TABLES
+        }
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction: everything written inside lands together or not at all."""
+        with self.engine.begin() as con:
+            yield con
+
+    def append(self, con: Connection, name: str, rows: Iterable[Any]) -> int:
+        """Insert rows (dicts or dataclasses) once; rows whose key already exists are left as they are."""
+        t = self.tables[name]
+        payload = []
+        for row in rows:
+            data = asdict(row) if is_dataclass(row) else dict(row)
+            data = {k: (json.dumps(v, default=str, ensure_ascii=False) if isinstance(v, (dict, list)) else v) for k, v in data.items() if k in t.c}
+            payload.append(data)
+        if not payload:
+            return 0
+        statement = insert(t).prefix_with("OR IGNORE") if name in KEYED else insert(t)
+        con.execute(statement, payload)
+        return len(payload)
+
+    def write(self, name: str, rows: Iterable[Any]) -> int:
+        with self.transaction() as con:
+            return self.append(con, name, rows)
+
+    def query(self, sql: str, **params: Any) -> pl.DataFrame:
+        """Run a read query on the writer's own connection."""
+        with self.engine.connect() as con:
+            raw = con.connection.driver_connection  # the duckdb connection under SQLAlchemy
+            return raw.sql(sql, params=params or None).pl()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def read_only_query(path: Path, sql: str, **params: Any) -> pl.DataFrame:
+    """Query a store from another process; a clear StoreBusy if a run holds it for writing."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no reer database at {path} (run `reer run` first, or pass --db)")
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.IOException as error:
+        raise StoreBusy(_busy_message(path, error)) from None
+    try:
+        return con.sql(sql, params=params or None).pl()
+    finally:
+        con.close()

@@ -1,0 +1,7 @@
+-- Every revision of the trajectories whose trajectory or example id starts with $item.
+SELECT v.*, t.example_id, x.query
+FROM revisions v
+JOIN trajectories t USING (trajectory_id, run_id)
+JOIN examples x USING (example_id)
+WHERE v.trajectory_id LIKE $item || '%' OR t.example_id LIKE $item || '%'
+ORDER BY v.run_id DESC, v.trajectory_id, v.step, v.candidate_index NULLS FIRST;

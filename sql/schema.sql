@@ -1,0 +1,144 @@
+-- reer's store: append-only tables. Nothing is updated in place; views derive
+-- "current", "best" and "passed". Every row carries the run that wrote it.
+
+CREATE SEQUENCE IF NOT EXISTS reject_seq;
+CREATE SEQUENCE IF NOT EXISTS check_seq;
+CREATE SEQUENCE IF NOT EXISTS export_seq;
+
+-- One row per run: what ran, with which models and settings.
+CREATE TABLE IF NOT EXISTS runs (
+    run_id          VARCHAR PRIMARY KEY,
+    flow_run_id     VARCHAR,          -- Prefect flow-run id
+    flow_name       VARCHAR,
+    config          JSON,             -- the search and backend settings
+    config_hash     VARCHAR,
+    generator_model VARCHAR,
+    scorer_model    VARCHAR,
+    backend         VARCHAR,
+    dtype           VARCHAR,
+    prompt_version  VARCHAR,
+    code_version    VARCHAR,          -- reer version and git commit
+    started_at      TIMESTAMPTZ DEFAULT current_timestamp
+);
+
+-- Status changes of a run (running, completed, failed, interrupted); the latest wins.
+CREATE TABLE IF NOT EXISTS run_events (
+    run_id  VARCHAR NOT NULL,
+    status  VARCHAR NOT NULL,
+    detail  JSON,                     -- summary figures at the end of a run
+    created_at TIMESTAMPTZ DEFAULT current_timestamp
+);
+
+-- (query, reference) pairs, identified by a hash of their normalized text.
+CREATE TABLE IF NOT EXISTS examples (
+    example_id    VARCHAR PRIMARY KEY,
+    query         VARCHAR NOT NULL,
+    reference     VARCHAR NOT NULL,
+    source        VARCHAR,            -- file the pair was first read from
+    source_record VARCHAR,            -- line, key or row within that file
+    category      VARCHAR,
+    language      VARCHAR,
+    run_id        VARCHAR,            -- run that first stored it
+    created_at    TIMESTAMPTZ DEFAULT current_timestamp
+);
+
+-- One row per attempt at a trajectory. trajectory_id hashes (example, search config,
+-- prompt version, models, seed): the same inputs and settings give the same id.
+CREATE TABLE IF NOT EXISTS trajectories (
+    trajectory_id   VARCHAR NOT NULL,
+    run_id          VARCHAR NOT NULL,
+    example_id      VARCHAR NOT NULL,
+    config_hash     VARCHAR,
+    prompt_version  VARCHAR,
+    generator_model VARCHAR,
+    scorer_model    VARCHAR,
+    seed            UBIGINT,
+    language        VARCHAR,
+    created_at      TIMESTAMPTZ DEFAULT current_timestamp,
+    PRIMARY KEY (trajectory_id, run_id)
+);
+
+-- Every version of the thinking: the initial one, every candidate (scored or not), with
+-- its parent (the best revision when it was proposed) and whether it was accepted.
+CREATE TABLE IF NOT EXISTS revisions (
+    revision_id      VARCHAR PRIMARY KEY,
+    trajectory_id    VARCHAR NOT NULL,
+    run_id           VARCHAR NOT NULL,
+    parent_id        VARCHAR,
+    kind             VARCHAR NOT NULL,   -- initial | candidate
+    step             INTEGER NOT NULL,   -- 0 for the initial revision, s for segment s
+    segment_index    INTEGER,            -- 0-based segment a candidate rewrites
+    candidate_index  INTEGER,
+    segment_text     VARCHAR,            -- the rewritten segment (raw output when unparsable)
+    thinking         VARCHAR NOT NULL,   -- the whole thinking this revision stands for
+    accepted         BOOLEAN NOT NULL,
+    status           VARCHAR NOT NULL,   -- scored | rejected | unparsable
+    note             VARCHAR,            -- why it was rejected or skipped
+    score            DOUBLE,             -- -mean(clip(logp, -2, 0)) over scored answer tokens
+    nll              DOUBLE,             -- unclipped mean negative log-likelihood
+    ppl              DOUBLE,             -- exp(nll)
+    scored_tokens    INTEGER,
+    thinking_tokens  INTEGER,
+    generated_tokens INTEGER,
+    finish_reason    VARCHAR,            -- stop | eos | length
+    prompt_version   VARCHAR,
+    created_at       TIMESTAMPTZ DEFAULT current_timestamp
+);
+
+-- How each attempt ended.
+CREATE TABLE IF NOT EXISTS outcomes (
+    trajectory_id     VARCHAR NOT NULL,
+    run_id            VARCHAR NOT NULL,
+    status            VARCHAR NOT NULL,  -- completed | rejected
+    reason            VARCHAR NOT NULL,  -- below_tau | pass_complete | too_short | ...
+    final_revision_id VARCHAR,
+    initial_score     DOUBLE,
+    final_score       DOUBLE,
+    steps             INTEGER,
+    accepted_edits    INTEGER,
+    segments          INTEGER,
+    created_at        TIMESTAMPTZ DEFAULT current_timestamp,
+    PRIMARY KEY (trajectory_id, run_id)
+);
+
+-- Every input record or item that was dropped, with its reason. Nothing vanishes.
+CREATE TABLE IF NOT EXISTS rejects (
+    reject_id     BIGINT PRIMARY KEY DEFAULT nextval('reject_seq'),
+    run_id        VARCHAR,
+    stage         VARCHAR NOT NULL,   -- sourcing | search | quality
+    source        VARCHAR,
+    source_record VARCHAR,
+    example_id    VARCHAR,
+    trajectory_id VARCHAR,
+    reason        VARCHAR NOT NULL,   -- a short code, e.g. malformed_json
+    detail        VARCHAR,            -- the one-line message shown to the user
+    payload       VARCHAR,            -- the raw record, as read
+    created_at    TIMESTAMPTZ DEFAULT current_timestamp
+);
+
+-- Quality check results per trajectory attempt.
+CREATE TABLE IF NOT EXISTS checks (
+    check_id      BIGINT PRIMARY KEY DEFAULT nextval('check_seq'),
+    run_id        VARCHAR NOT NULL,
+    trajectory_id VARCHAR NOT NULL,
+    suite         VARCHAR NOT NULL,
+    check_name    VARCHAR NOT NULL,
+    passed        BOOLEAN NOT NULL,
+    observed      DOUBLE,
+    threshold     DOUBLE,
+    detail        VARCHAR,
+    created_at    TIMESTAMPTZ DEFAULT current_timestamp
+);
+
+-- Every exported row: the last link of the lineage.
+CREATE TABLE IF NOT EXISTS exports (
+    export_id     BIGINT PRIMARY KEY DEFAULT nextval('export_seq'),
+    run_id        VARCHAR NOT NULL,
+    trajectory_id VARCHAR NOT NULL,
+    revision_id   VARCHAR NOT NULL,
+    example_id    VARCHAR NOT NULL,
+    format        VARCHAR NOT NULL,   -- jsonl | parquet
+    path          VARCHAR NOT NULL,
+    row_index     INTEGER NOT NULL,
+    created_at    TIMESTAMPTZ DEFAULT current_timestamp
+);

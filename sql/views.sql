@@ -1,0 +1,66 @@
+-- Derived views over the append-only tables. Users query these; reer reads them too.
+
+-- Each run with its latest status and the figures it recorded at the end.
+CREATE OR REPLACE VIEW run_overview AS
+SELECT r.run_id, r.flow_name, r.flow_run_id, r.generator_model, r.scorer_model, r.backend, r.dtype,
+       r.prompt_version, r.code_version, r.config_hash, r.started_at,
+       e.status, e.created_at AS status_at, e.detail
+FROM runs r
+LEFT JOIN (
+    SELECT * FROM run_events QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY created_at DESC) = 1
+) e USING (run_id);
+
+-- The lowest-scoring accepted revision of each trajectory, with its example.
+CREATE OR REPLACE VIEW best_revisions AS
+SELECT v.trajectory_id, v.run_id, v.revision_id, v.step, v.score, v.nll, v.ppl,
+       v.thinking, v.thinking_tokens, v.scored_tokens,
+       o.initial_score, o.final_score, o.steps, o.accepted_edits, o.reason AS stop_reason,
+       t.example_id, x.query, x.reference, x.category, x.language, x.source, x.source_record,
+       t.generator_model, t.scorer_model, t.prompt_version, t.config_hash
+FROM revisions v
+JOIN trajectories t USING (trajectory_id, run_id)
+JOIN examples x USING (example_id)
+LEFT JOIN outcomes o USING (trajectory_id, run_id)
+WHERE v.accepted AND v.score IS NOT NULL
+QUALIFY row_number() OVER (PARTITION BY v.trajectory_id ORDER BY v.score, v.created_at DESC) = 1;
+
+-- Per trajectory attempt and search step: what was tried and the best score after it.
+CREATE OR REPLACE VIEW score_history AS
+WITH steps AS (
+    SELECT trajectory_id, run_id, step,
+           min(segment_index) AS segment_index,
+           count(*) FILTER (WHERE kind = 'candidate') AS candidates,
+           count(*) FILTER (WHERE status = 'unparsable') AS unparsable,
+           bool_or(accepted) AS accepted,
+           min(score) AS best_candidate_score,
+           min(score) FILTER (WHERE accepted) AS accepted_score
+    FROM revisions
+    GROUP BY ALL
+)
+SELECT *, min(accepted_score) OVER (
+           PARTITION BY trajectory_id, run_id ORDER BY step ROWS UNBOUNDED PRECEDING) AS best_score
+FROM steps;
+
+-- From the source record to the exported row: the example, its trajectory, the chain of
+-- accepted revisions from the final one back to z(0) (depth 0 = final), and any exports.
+CREATE OR REPLACE VIEW lineage AS
+WITH RECURSIVE chain AS (
+    SELECT o.trajectory_id, o.run_id, v.revision_id, v.parent_id, 0 AS depth
+    FROM outcomes o JOIN revisions v ON v.revision_id = o.final_revision_id
+    UNION ALL
+    SELECT c.trajectory_id, c.run_id, p.revision_id, p.parent_id, c.depth + 1
+    FROM chain c JOIN revisions p ON p.revision_id = c.parent_id
+)
+SELECT x.source, x.source_record, x.example_id, c.trajectory_id, c.run_id, c.depth,
+       c.revision_id, c.parent_id, v.kind, v.step, v.segment_index, v.score,
+       e.format AS export_format, e.path AS export_path, e.row_index AS export_row
+FROM chain c
+JOIN revisions v USING (revision_id)
+JOIN trajectories t ON t.trajectory_id = c.trajectory_id AND t.run_id = c.run_id
+JOIN examples x ON x.example_id = t.example_id
+LEFT JOIN exports e ON e.revision_id = c.revision_id AND c.depth = 0;
+
+-- Rejects counted per run, stage and reason.
+CREATE OR REPLACE VIEW reject_counts AS
+SELECT run_id, stage, reason, count(*) AS n
+FROM rejects GROUP BY ALL;

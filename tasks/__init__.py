@@ -1,0 +1,1 @@
+"""Pipeline stages: plain domain functions plus thin Prefect tasks around them."""

@@ -1,0 +1,452 @@
+"""The REER search as a state machine per item, and a driver that batches many items' model calls.
+
+Each `ItemSearch` says what it needs next (one generation request, or a batch of scorings),
+takes the results, and emits records (revisions, an outcome). The driver gathers the needs
+of all active items, sends them to the models in large batches, and hands every record to
+a sink before the next batch, so the store always holds the latest transition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Literal, Sequence
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, Field
+
+from reer.ids import stable_id
+from reer.models.base import Generation, GenerationRequest, LanguageModel, ScoreRequest
+from reer.tasks.context import (
+    REFINE_CLOSE,
+    REFINE_OPEN,
+    initial_messages,
+    kept_opening,
+    parse_refined,
+    pick_opener,
+    refine_messages,
+)
+from reer.tasks.scoring import ReferenceSplit, Score, score_logprobs, scoring_context, split_reference
+from reer.tasks.segments import join_segments, segment
+
+
+class SearchConfig(BaseModel):
+    """Search settings; defaults are the authors' (REER.md)."""
+
+    tau: float = Field(0.25, description="stop once the best score is under this")
+    max_steps: int = Field(10, ge=0, description="segments refined at most, in one greedy pass")
+    k: int = Field(2, ge=1, description="candidate rewrites sampled per segment")
+    temperature: float = Field(0.8, ge=0)
+    top_p: float = Field(0.85, gt=0, le=1)
+    repetition_penalty: float = Field(1.0, ge=1.0, description="discourage repeats (small models loop)")
+    max_initial_tokens: int = Field(384, ge=16, description="token limit for z(0) (sized for the CPU model)")
+    max_refine_tokens: int = Field(160, ge=16, description="token limit for one rewritten segment")
+    on_unfinished: Literal["trim", "reject"] = Field(
+        "trim",
+        description="z(0) cut by the token limit: 'reject' as the authors do, or 'trim' to its last "
+        "complete paragraph and search on (quality validation still flags it)",
+    )
+    min_thinking_tokens: int = Field(100, ge=0, description="z(0) shorter than this is rejected")
+    min_segment_chars: int = Field(100, ge=1, description="shorter pieces merge into the next")
+    clip_min: float = Field(-2.0, lt=0, description="log-probabilities are clipped to [clip_min, 0]")
+    seed: int = 0
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class SearchItem:
+    """One (query, reference) pair to search a trajectory for."""
+
+    trajectory_id: str
+    example_id: str
+    query: str
+    reference: ReferenceSplit
+    full_reference: str
+    language: str
+    seed: int
+    attempt: str  # the run that makes this attempt; part of every revision id
+
+
+@dataclass
+class RevisionRecord:
+    """One scored (or skipped) version of the thinking: a row of `revisions`."""
+
+    revision_id: str
+    trajectory_id: str
+    parent_id: str | None
+    kind: str  # initial | candidate
+    step: int
+    segment_index: int | None
+    candidate_index: int | None
+    segment_text: str | None
+    thinking: str
+    accepted: bool
+    status: str  # scored | rejected | unparsable
+    note: str | None = None
+    score: float | None = None
+    nll: float | None = None
+    ppl: float | None = None
+    scored_tokens: int | None = None
+    thinking_tokens: int | None = None
+    generated_tokens: int | None = None
+    finish_reason: str | None = None
+
+
+@dataclass
+class OutcomeRecord:
+    """How a trajectory's search ended: a row of `outcomes`."""
+
+    trajectory_id: str
+    status: str  # completed | rejected
+    reason: str  # below_tau | pass_complete | too_short | unfinished_thinking | single_segment
+    final_revision_id: str | None
+    initial_score: float | None
+    final_score: float | None
+    steps: int
+    accepted_edits: int
+    segments: int
+
+
+@dataclass
+class GenerationNeed:
+    request: GenerationRequest
+
+
+@dataclass
+class ScoringNeed:
+    requests: list[ScoreRequest]
+
+
+Record = RevisionRecord | OutcomeRecord
+
+
+@dataclass
+class ItemSearch:
+    """The search for one item: initial -> score -> (refine -> score candidates)* -> done."""
+
+    item: SearchItem
+    config: SearchConfig
+    query_prompt: str  # the scorer's chat-templated user turn holding x
+    count_tokens: Callable[[str], int]
+    need: GenerationNeed | ScoringNeed | None = None
+    done: bool = False
+    segments: list[str] = field(default_factory=list)
+    original: list[str] = field(default_factory=list)
+    best: RevisionRecord | None = None
+    initial_score: float | None = None
+    step: int = 0
+    accepted_edits: int = 0
+    _candidates: list[RevisionRecord] = field(default_factory=list)
+    _opener: str = ""
+    _opening: str = ""
+
+    def __post_init__(self) -> None:
+        item, cfg = self.item, self.config
+        self._opener = pick_opener(item.language, item.seed)
+        self.need = GenerationNeed(
+            GenerationRequest(
+                messages=initial_messages(item.query, item.full_reference, item.language),
+                prefill="<think>\n" + self._opener,
+                n=1,
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                repetition_penalty=cfg.repetition_penalty,
+                max_new_tokens=cfg.max_initial_tokens,
+                seed=int(stable_id(item.seed, "initial"), 16),
+                stop=("</think>",),
+            )
+        )
+
+    # -- ids and scoring requests -----------------------------------------------------
+    def _revision_id(self, kind: str, step: int, candidate: int | None) -> str:
+        return stable_id(self.item.trajectory_id, self.item.attempt, kind, step, candidate)
+
+    def _score_request(self, thinking: str) -> ScoreRequest:
+        context = scoring_context(self.query_prompt, thinking, self.item.reference)
+        return ScoreRequest(context=context, target=self.item.reference.target)
+
+    def _apply(self, record: RevisionRecord, logprobs: Sequence[float]) -> Score:
+        s = score_logprobs(logprobs, self.config.clip_min)
+        record.score, record.nll, record.ppl, record.scored_tokens = s.score, s.nll, s.ppl, s.tokens
+        record.status = "scored"
+        return s
+
+    # -- transitions ---------------------------------------------------------------------
+    def on_generated(self, generations: list[Generation]) -> list[Record]:
+        if self.best is None:
+            return self._on_initial(generations[0])
+        return self._on_candidates(generations)
+
+    def on_scored(self, logprobs: list[list[float]]) -> list[Record]:
+        if self.best is None:
+            return self._on_initial_scored(logprobs[0])
+        return self._on_candidates_scored(logprobs)
+
+    def _on_initial(self, g: Generation) -> list[Record]:
+        thinking = (self._opener + g.text).strip()
+        trimmed = g.finish_reason == "length" and self.config.on_unfinished == "trim"
+        if trimmed:  # keep only whole paragraphs: the cut one would end mid-thought
+            head, sep, _ = thinking.rpartition("\n\n")
+            thinking = head.strip() if sep else thinking
+        record = RevisionRecord(
+            revision_id=self._revision_id("initial", 0, None),
+            trajectory_id=self.item.trajectory_id,
+            parent_id=None,
+            kind="initial",
+            step=0,
+            segment_index=None,
+            candidate_index=None,
+            segment_text=None,
+            thinking=thinking,
+            accepted=False,
+            status="rejected",
+            thinking_tokens=self.count_tokens(thinking),
+            generated_tokens=g.tokens,
+            finish_reason=g.finish_reason,
+        )
+        self.segments = segment(thinking, self.config.min_segment_chars)
+        reason = None
+        if trimmed:
+            record.note = "z(0) hit the token limit; trimmed to its last complete paragraph"
+        if g.finish_reason == "length" and not trimmed:
+            reason = "unfinished_thinking", f"z(0) hit the {self.config.max_initial_tokens}-token limit before </think>"
+        elif record.thinking_tokens < self.config.min_thinking_tokens:
+            reason = "too_short", f"z(0) has {record.thinking_tokens} tokens, under {self.config.min_thinking_tokens}"
+        elif len(self.segments) < 2:
+            reason = "single_segment", "z(0) is a single segment: nothing to refine piece by piece"
+        if reason:
+            record.note = reason[1]
+            return [record, self._finish("rejected", reason[0])]
+        self.original = list(self.segments)
+        self._candidates = [record]
+        self.need = ScoringNeed([self._score_request(thinking)])
+        return []
+
+    def _on_initial_scored(self, logprobs: list[float]) -> list[Record]:
+        record = self._candidates.pop()
+        s = self._apply(record, logprobs)
+        record.accepted = True
+        self.best, self.initial_score = record, s.score
+        return [record, *self._advance()]
+
+    def _advance(self) -> list[Record]:
+        """Move to the next segment, or finish."""
+        if self.best.score < self.config.tau:
+            return [self._finish("completed", "below_tau")]
+        index = self.step  # step s (1-based) refines segment s-1
+        if index >= min(self.config.max_steps, len(self.segments)):
+            return [self._finish("completed", "pass_complete")]
+        self.step += 1
+        cfg, item = self.config, self.item
+        opening = kept_opening(self.segments[index], item.language)
+        self._opening = opening
+        self.need = GenerationNeed(
+            GenerationRequest(
+                messages=refine_messages(item.query, item.full_reference, self.segments, index, self.original, item.language),
+                prefill=REFINE_OPEN + opening,
+                n=cfg.k,
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                repetition_penalty=cfg.repetition_penalty,
+                max_new_tokens=cfg.max_refine_tokens,
+                seed=int(stable_id(item.seed, "refine", self.step), 16),
+                # A rewrite is one paragraph: a blank line ends it as surely as the closing tag.
+                stop=(REFINE_CLOSE, "\n\n"),
+            )
+        )
+        return []
+
+    def _on_candidates(self, generations: list[Generation]) -> list[Record]:
+        index = self.step - 1
+        records: list[Record] = []
+        self._candidates = []
+        for c, g in enumerate(generations):
+            text, why = parse_refined(self._opening, g.text, g.finish_reason)
+            record = RevisionRecord(
+                revision_id=self._revision_id("candidate", self.step, c),
+                trajectory_id=self.item.trajectory_id,
+                parent_id=self.best.revision_id,
+                kind="candidate",
+                step=self.step,
+                segment_index=index,
+                candidate_index=c,
+                segment_text=text if text is not None else g.text,
+                thinking=join_segments(self.segments[:index] + [text] + self.segments[index + 1 :]) if text else self.best.thinking,
+                accepted=False,
+                status="unparsable" if text is None else "pending",
+                note=None if text is not None else why,
+                generated_tokens=g.tokens,
+                finish_reason=g.finish_reason,
+            )
+            if text is None:
+                records.append(record)  # kept with its reason, never silently skipped
+            else:
+                record.thinking_tokens = self.count_tokens(record.thinking)
+                self._candidates.append(record)
+        if not self._candidates:
+            return records + self._advance()
+        self.need = ScoringNeed([self._score_request(r.thinking) for r in self._candidates])
+        return records
+
+    def _on_candidates_scored(self, logprobs: list[list[float]]) -> list[Record]:
+        for record, lps in zip(self._candidates, logprobs):
+            self._apply(record, lps)
+        winner = min(self._candidates, key=lambda r: r.score)
+        if winner.score < self.best.score:
+            winner.accepted = True
+            self.segments[winner.segment_index] = winner.segment_text
+            self.best = winner
+            self.accepted_edits += 1
+        records: list[Record] = list(self._candidates)
+        self._candidates = []
+        return records + self._advance()
+
+    def _finish(self, status: str, reason: str) -> OutcomeRecord:
+        self.done, self.need = True, None
+        return OutcomeRecord(
+            trajectory_id=self.item.trajectory_id,
+            status=status,
+            reason=reason,
+            final_revision_id=self.best.revision_id if self.best else None,
+            initial_score=self.initial_score,
+            final_score=self.best.score if self.best else None,
+            steps=self.step,
+            accepted_edits=self.accepted_edits,
+            segments=len(self.segments),
+        )
+
+
+def drive(
+    searches: Iterable[ItemSearch],
+    generator: LanguageModel,
+    scorer: LanguageModel,
+    sink: Callable[[list[Record]], None],
+    *,
+    generation_rows: int = 32,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> None:
+    """Run many searches to completion, batching their model calls across items.
+
+    Each round sends up to `generation_rows` sampled sequences in one generation call,
+    then every pending scoring in one scoring call; the records of a round reach the
+    sink before the next round starts.
+    """
+    active = [s for s in searches if not s.done]
+    total = len(active)
+    while active:
+        records: list[Record] = []
+        wanting = [s for s in active if isinstance(s.need, GenerationNeed)]
+        batch, rows = [], 0
+        for s in wanting:
+            if batch and rows + s.need.request.n > generation_rows:
+                break
+            batch.append(s)
+            rows += s.need.request.n
+        if batch:
+            results = generator.generate([s.need.request for s in batch])
+            for s, generations in zip(batch, results):
+                records.extend(s.on_generated(generations))
+        scoring = [s for s in active if isinstance(s.need, ScoringNeed)]
+        if scoring:
+            flat = [r for s in scoring for r in s.need.requests]
+            logprobs = scorer.score(flat)
+            offset = 0
+            for s in scoring:
+                n = len(s.need.requests)
+                records.extend(s.on_scored(logprobs[offset : offset + n]))
+                offset += n
+        sink(records)
+        active = [s for s in active if not s.done]
+        if on_batch:
+            on_batch(total - len(active), total)
+
+
+# -- preparing and running searches against the store --------------------------------------
+
+
+@dataclass
+class Prepared:
+    searches: list[ItemSearch]
+    skipped_done: int
+    rejected: int
+
+
+@task(cache_policy=NO_CACHE)
+def prepare_searches(store, run_id: str, examples, config: SearchConfig, generator: LanguageModel, scorer: LanguageModel) -> Prepared:
+    """One search per example; references that cannot be scored are rejected with their reason."""
+    from reer.console import notice
+    from reer.tasks.context import PROMPT_VERSION
+
+    config_hash = config.fingerprint()
+    done = set(
+        store.query("SELECT DISTINCT trajectory_id FROM outcomes WHERE status = 'completed'")["trajectory_id"].to_list()
+    )
+    searches, trajectories, rejects, skipped = [], [], [], 0
+    for ex in examples:
+        trajectory_id = stable_id(ex.example_id, config_hash, PROMPT_VERSION, generator.model_id, scorer.model_id, config.seed)
+        if trajectory_id in done:
+            skipped += 1
+            continue
+        split = split_reference(ex.reference, config.min_segment_chars)
+        needed = scorer.count_tokens(ex.query) + scorer.count_tokens(ex.reference) + config.max_initial_tokens + 64
+        reason = None
+        if split is None:
+            reason = "reference_single_segment", "the reference is one segment: nothing is left to score after its first"
+        elif needed > scorer.context_window:
+            reason = "reference_too_long", f"query, reference and thinking need {needed} tokens; the scorer reads {scorer.context_window}"
+        if reason:
+            rejects.append({"run_id": run_id, "stage": "search", "source": ex.source, "source_record": ex.source_record,
+                            "example_id": ex.example_id, "reason": reason[0], "detail": reason[1]})
+            notice(f"skipped {ex.source} {ex.source_record}: {reason[1]}")
+            continue
+        seed = int(stable_id(config.seed, ex.example_id), 16) & (2**63 - 1)
+        item = SearchItem(trajectory_id, ex.example_id, ex.query, split, ex.reference, ex.language, seed, run_id)
+        searches.append(ItemSearch(item, config, scorer.render_chat([("user", ex.query)]), scorer.count_tokens))
+        trajectories.append({"trajectory_id": trajectory_id, "run_id": run_id, "example_id": ex.example_id,
+                             "config_hash": config_hash, "prompt_version": PROMPT_VERSION,
+                             "generator_model": generator.model_id, "scorer_model": scorer.model_id,
+                             "seed": seed, "language": ex.language})
+    with store.transaction() as con:
+        store.append(con, "trajectories", trajectories)
+        store.append(con, "rejects", rejects)
+    return Prepared(searches, skipped, len(rejects))
+
+
+def store_sink(store, run_id: str) -> Callable[[list[Record]], None]:
+    """A sink that writes one round of records in one transaction."""
+    from reer.tasks.context import PROMPT_VERSION
+
+    def write(records: list[Record]) -> None:
+        revisions = [{**r.__dict__, "run_id": run_id, "prompt_version": PROMPT_VERSION} for r in records if isinstance(r, RevisionRecord)]
+        outcomes = [{**o.__dict__, "run_id": run_id} for o in records if isinstance(o, OutcomeRecord)]
+        rejects = [{"run_id": run_id, "stage": "search", "trajectory_id": o.trajectory_id, "reason": o.reason,
+                    "detail": next((r.note for r in records if isinstance(r, RevisionRecord)
+                                    and r.trajectory_id == o.trajectory_id and r.note), None)}
+                   for o in records if isinstance(o, OutcomeRecord) and o.status == "rejected"]
+        with store.transaction() as con:
+            store.append(con, "revisions", revisions)
+            store.append(con, "outcomes", outcomes)
+            store.append(con, "rejects", rejects)
+
+    return write
+
+
+@task(cache_policy=NO_CACHE)
+def search_examples(store, run_id: str, searches: list[ItemSearch], generator, scorer, generation_rows: int) -> None:
+    """Drive every search to its end, storing each round before the next, with progress."""
+    from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+    from reer.console import report_progress
+
+    artifact = create_progress_artifact(progress=0.0, description=f"reer run {run_id}: items searched")
+
+    def progress(done: int, total: int) -> None:
+        report_progress(done, total)
+        if artifact is not None and total:
+            update_progress_artifact(artifact_id=artifact, progress=100.0 * done / total)
+
+    report_progress(0, len(searches))
+    drive(searches, generator, scorer, store_sink(store, run_id), generation_rows=generation_rows, on_batch=progress)

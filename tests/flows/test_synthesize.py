@@ -1,0 +1,142 @@
+"""The whole pipeline on real data with the real model, a real DuckDB file and a real Prefect run."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pytest
+import torch
+
+from reer.tasks.scoring import score_logprobs, scoring_context, split_reference
+from tests.conftest import HOME, shared_file
+
+pytestmark = [pytest.mark.model, pytest.mark.prefect]
+
+SEARCH = dict(max_initial_tokens=200, max_refine_tokens=64, max_steps=2, k=2, seed=1)
+
+
+def short_eqbench_items(tmp_path, count=2):
+    """The EQ-Bench prompts with the shortest references, cut to their first three paragraphs."""
+    data = json.loads(shared_file("eqbench_creative_writing_prompts.json").read_text())
+    rows = []
+    for key, item in data.items():
+        paragraphs = [p for p in item["reference_output"].split("\n\n") if p.strip()][:3]
+        query = item["writing_prompt"].replace("<SEED>", item["seed_modifiers"][0])
+        rows.append({"id": key, "query": query, "reference": "\n\n".join(paragraphs)})
+    rows.sort(key=lambda r: len(r["reference"]))
+    path = tmp_path / "eqbench_short.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows[:count]) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, fp32_model):
+    from reer.flows.synthesize import synthesize
+
+    tmp = tmp_path_factory.mktemp("run")
+    good = short_eqbench_items(tmp)
+    bad = tmp / "bad.jsonl"
+    bad.write_bytes(b'{"query": "oops",\n{"query": "no reference"}\n{"query": "empty", "reference": ""}\n')
+    options = {"db": str(tmp / "reer.duckdb"), "out": str(tmp / "out"), "dtype": "float32", "home": str(HOME),
+               "search": SEARCH}
+    summary = synthesize(inputs=[str(good), str(bad)], options=options)
+    con = duckdb.connect(options["db"], read_only=True)
+    yield summary, con, good
+    con.close()
+
+
+def rows(con, sql, *params):
+    cursor = con.execute(sql, list(params))
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, r)) for r in cursor.fetchall()]
+
+
+def test_run_completes_and_is_recorded(finished_run):
+    summary, con, _ = finished_run
+    (run,) = rows(con, "SELECT * FROM run_overview")
+    assert run["status"] == "completed" and run["flow_run_id"]
+    assert summary["items"] == 2 and summary["rejected_inputs"] == 3
+
+
+def test_bad_records_are_rejected_with_reasons_and_the_rest_runs(finished_run, capfd):
+    _, con, _ = finished_run
+    reasons = sorted(r["reason"] for r in rows(con, "SELECT reason FROM rejects WHERE stage = 'sourcing'"))
+    assert reasons == ["empty_reference", "malformed_json", "missing_reference"]
+    details = [r["detail"] for r in rows(con, "SELECT detail FROM rejects WHERE stage = 'sourcing'")]
+    assert all(d and "\n" not in d for d in details)
+
+
+def test_every_revision_is_stored_with_its_score(finished_run):
+    _, con, _ = finished_run
+    revisions = rows(con, "SELECT * FROM revisions")
+    outcomes = rows(con, "SELECT * FROM outcomes")
+    assert len(outcomes) == 2
+    completed = [o for o in outcomes if o["status"] == "completed"]
+    assert completed, "at least one real item must get through the search"
+    for o in completed:
+        mine = [r for r in revisions if r["trajectory_id"] == o["trajectory_id"]]
+        initial = [r for r in mine if r["kind"] == "initial"]
+        assert len(initial) == 1 and initial[0]["score"] is not None and initial[0]["accepted"]
+        candidates = [r for r in mine if r["kind"] == "candidate"]
+        assert len(candidates) == SEARCH["k"] * o["steps"]  # every sampled candidate is a row
+        for c in candidates:
+            assert (c["status"] == "scored") == (c["score"] is not None)
+            assert c["status"] in {"scored", "unparsable"}
+            assert c["parent_id"] is not None
+        assert o["final_score"] <= o["initial_score"]
+        best = min(r["score"] for r in mine if r["accepted"])
+        assert best == pytest.approx(o["final_score"])
+
+
+def test_stored_scores_equal_a_full_forward_recomputation(finished_run, fp32_model):
+    _, con, _ = finished_run
+    scored = rows(con, """
+        SELECT v.thinking, v.score, v.nll, v.scored_tokens, x.query, x.reference
+        FROM revisions v JOIN trajectories t USING (trajectory_id, run_id) JOIN examples x USING (example_id)
+        WHERE v.score IS NOT NULL ORDER BY v.step LIMIT 4""")
+    assert scored
+    for r in scored:
+        split = split_reference(r["reference"])
+        context = fp32_model.encode(scoring_context(fp32_model.render_chat([("user", r["query"])]), r["thinking"], split))
+        target = fp32_model.encode(split.target)
+        with torch.inference_mode():
+            logits = fp32_model.model(torch.tensor([context + target])).logits[0].float()
+        logprobs = torch.log_softmax(logits, -1)
+        per_token = [logprobs[len(context) - 1 + j, t].item() for j, t in enumerate(target)]
+        # Only the answer after its first segment is scored...
+        assert r["scored_tokens"] == len(target) < len(fp32_model.encode(r["reference"]))
+        # ...each log-probability clipped at -2, and some of them really are clipped.
+        assert r["score"] == pytest.approx(score_logprobs(per_token).score, abs=1e-4)
+        assert r["nll"] == pytest.approx(-sum(per_token) / len(per_token), abs=1e-4)
+        assert r["nll"] > r["score"]
+
+
+def test_lineage_returns_the_whole_chain(finished_run):
+    _, con, good = finished_run
+    for o in rows(con, "SELECT * FROM outcomes WHERE status = 'completed'"):
+        chain = rows(con, "SELECT * FROM lineage WHERE trajectory_id = ? ORDER BY depth, export_format", o["trajectory_id"])
+        revisions = {r["revision_id"] for r in chain}
+        assert chain[0]["revision_id"] == o["final_revision_id"]
+        assert chain[-1]["kind"] == "initial" and chain[-1]["parent_id"] is None
+        assert len(revisions) == o["accepted_edits"] + 1
+        assert chain[0]["source"] == str(good) and chain[0]["source_record"].startswith("line ")
+        assert {c["export_format"] for c in chain if c["depth"] == 0} == {"jsonl", "parquet"}
+
+
+def test_exports_hold_the_final_thinking(finished_run):
+    summary, con, _ = finished_run
+    exported = [json.loads(line) for line in open(summary["exported"]["jsonl"])]
+    finals = {r["revision_id"]: r["thinking"] for r in rows(con, "SELECT revision_id, thinking FROM revisions")}
+    assert exported and all(finals[e["revision_id"]] == e["thinking"] for e in exported)
+
+
+def test_a_second_run_skips_finished_trajectories(finished_run, tmp_path):
+    from reer.flows.synthesize import synthesize
+
+    summary, con, good = finished_run
+    completed = len(rows(con, "SELECT * FROM outcomes WHERE status = 'completed'"))
+    con.close()  # this process may not hold a read-only and a read-write connection at once
+    again = synthesize(inputs=[str(good)], options={"db": summary["db"], "out": str(tmp_path), "dtype": "float32",
+                                                    "home": str(HOME), "search": SEARCH})
+    assert again["skipped_done"] == completed and again["items"] == 2 - completed

@@ -1,0 +1,41 @@
+from reer.models.batching import chunk_by_budget, common_prefix_len, group_by_shared_prefix
+
+
+def test_common_prefix_len():
+    assert common_prefix_len([1, 2, 3], [1, 2, 4]) == 2
+    assert common_prefix_len([], [1]) == 0
+
+
+def test_candidates_sharing_a_long_prefix_form_one_group():
+    shared = list(range(100))
+    contexts = [shared + [500, 501], shared + [600], [7, 8, 9]]
+    groups = group_by_shared_prefix(contexts, min_shared=32)
+    by_members = {g.members: g.prefix_len for g in groups}
+    assert by_members[(0, 1)] == 100
+    assert by_members[(2,)] == 0
+
+
+def test_prefix_never_swallows_a_whole_context():
+    shared = list(range(50))
+    groups = group_by_shared_prefix([shared, shared + [1, 2]], min_shared=10)
+    assert groups[0].prefix_len == 49  # every member keeps a token of its own
+
+
+def test_short_shared_prefixes_are_not_grouped():
+    groups = group_by_shared_prefix([[1, 2, 3, 4], [1, 2, 3, 5]], min_shared=32)
+    assert groups == [groups[0]] and groups[0].prefix_len == 0 and groups[0].members == (0, 1)
+
+
+def test_every_request_lands_in_exactly_one_group():
+    contexts = [[i % 3] * 40 + [i] for i in range(10)]
+    members = sorted(m for g in group_by_shared_prefix(contexts, 32) for m in g.members)
+    assert members == list(range(10))
+
+
+def test_chunks_respect_the_token_budget_and_row_cap():
+    lengths = [10, 200, 30, 190, 20]
+    chunks = chunk_by_budget(lengths, budget=400)
+    assert sorted(i for c in chunks for i in c) == [0, 1, 2, 3, 4]
+    for chunk in chunks:
+        assert max(lengths[i] for i in chunk) * len(chunk) <= 400 or len(chunk) == 1
+    assert all(len(c) <= 2 for c in chunk_by_budget([1] * 5, budget=10**6, max_rows=2))

@@ -1,0 +1,54 @@
+"""The transformers backend with the real shipped model (fp32): scores and sampling."""
+
+import pytest
+import torch
+
+from reer.models.base import GenerationRequest, ScoreRequest
+
+pytestmark = pytest.mark.model
+
+
+def full_recompute(model, request):
+    """Plain reference: one forward pass over context+target, read each target token's log-probability."""
+    context, target = model.encode(request.context), model.encode(request.target)
+    with torch.inference_mode():
+        logits = model.model(torch.tensor([context + target])).logits[0].float()
+    logprobs = torch.log_softmax(logits, dim=-1)
+    return [logprobs[len(context) - 1 + j, t].item() for j, t in enumerate(target)]
+
+
+def test_prefix_shared_batched_scores_equal_a_full_recompute(fp32_model):
+    head = fp32_model.render_chat([("user", "Write two lines about rain on a tin roof.")])
+    thinking = "<think>\nI want the sound first, then the feeling of being dry inside.\n\n"
+    requests = [
+        ScoreRequest(head + thinking + "Maybe a child listening.\n</think>\n<answer>\nRain on tin.\n\n", "It drums me to sleep."),
+        ScoreRequest(head + thinking + "Or an old man who counts the drops, slower.\n</think>\n<answer>\nRain on tin.\n\n", "It drums me to sleep."),
+        ScoreRequest(head + thinking + "Short.\n</think>\n<answer>\nRain on tin.\n\n", "A longer target: it drums, and drums, and I sleep."),
+        ScoreRequest("Completely different context", " with its own target"),
+    ]
+    batched = fp32_model.score(requests)
+    assert fp32_model.stats.computed_tokens < sum(
+        len(fp32_model.encode(r.context)) + len(fp32_model.encode(r.target)) for r in requests
+    )  # the shared prefix was computed once
+    for request, got in zip(requests, batched):
+        expected = full_recompute(fp32_model, request)
+        assert len(got) == len(expected)
+        assert max(abs(a - b) for a, b in zip(got, expected)) < 1e-4
+
+
+def test_samples_depend_on_their_seed_not_on_their_batch(fp32_model):
+    ask = GenerationRequest(messages=(("user", "Name a colour."),), n=2, max_new_tokens=12, seed=11, temperature=0.8)
+    other = GenerationRequest(messages=(("user", "Describe a long walk by the sea at night."),), n=3, max_new_tokens=12, seed=3)
+    alone = fp32_model.generate([ask])[0]
+    together = fp32_model.generate([other, ask])[1]
+    assert [g.text for g in alone] == [g.text for g in together]
+    assert all(g.tokens <= 12 and g.finish_reason in {"eos", "length", "stop"} for g in alone)
+
+
+def test_generation_stops_at_a_stop_string_and_cuts_it(fp32_model):
+    request = GenerationRequest(
+        messages=(("user", "Count from one to ten in words, separated by commas."),),
+        prefill="one, two,", temperature=0.0, max_new_tokens=40, stop=("five",),
+    )
+    (g,) = fp32_model.generate([request])[0]
+    assert g.finish_reason == "stop" and "five" not in g.text and "four" in g.text

@@ -1,0 +1,146 @@
+"""The search state machine and driver, with a scripted model: a unit test of the control logic.
+
+The real model runs the same machine in tests/flows/test_synthesize.py.
+"""
+
+from reer.models.base import Generation, ModelStats
+from reer.tasks.scoring import split_reference
+from reer.tasks.search import (
+    GenerationNeed,
+    ItemSearch,
+    OutcomeRecord,
+    RevisionRecord,
+    ScoringNeed,
+    SearchConfig,
+    SearchItem,
+    drive,
+)
+
+PARAS = ["First I picture who reads this and why they asked for it, and what they hope to feel." * 2,
+         "Then the middle needs one concrete image that carries the whole idea from start to end." * 2,
+         "Finally the ending should turn back to the opening image so the piece closes its circle." * 2]
+REFERENCE = "R" * 150 + "\n\n" + "S" * 150
+
+
+class ScriptedModel:
+    """Returns scripted generations; scores a thinking by how many 'GOOD' markers it holds."""
+
+    model_id = "scripted"
+    context_window = 4096
+
+    def __init__(self, rewrites):
+        self.rewrites = rewrites
+        self.stats = ModelStats()
+        self.calls = 0
+
+    def generate(self, requests):
+        out = []
+        for r in requests:
+            if r.prefill.startswith("<think>"):
+                out.append([Generation(" " + "\n\n".join(PARAS), "stop", 120)])
+            else:
+                out.append([self.rewrites(self.calls, i) for i in range(r.n)])
+        self.calls += 1
+        return out
+
+    def score(self, requests):
+        return [[-1.9 + 0.4 * r.context.count("GOOD")] * 10 for r in requests]
+
+    def render_chat(self, messages):
+        return "U:" + messages[-1][1] + "\nA:"
+
+    def count_tokens(self, text):
+        return len(text.split())
+
+
+def make_search(config=None, trajectory="t1"):
+    model = ScriptedModel(lambda call, i: Generation(f" GOOD rewrite {call}-{i} " + "x" * 40, "stop", 20))
+    item = SearchItem(trajectory, "e1", "Write something.", split_reference(REFERENCE), REFERENCE, "en", 5, "run1")
+    return ItemSearch(item, config or SearchConfig(min_thinking_tokens=10), "U:Write something.\nA:", model.count_tokens), model
+
+
+def run(search, model):
+    records = []
+    drive([search], model, model, records.extend)
+    return records
+
+
+def test_every_step_is_recorded_and_the_score_never_rises():
+    search, model = make_search()
+    records = run(search, model)
+    revisions = [r for r in records if isinstance(r, RevisionRecord)]
+    (outcome,) = [r for r in records if isinstance(r, OutcomeRecord)]
+    assert revisions[0].kind == "initial" and revisions[0].accepted
+    candidates = [r for r in revisions if r.kind == "candidate"]
+    assert len(candidates) == 2 * len(PARAS)  # k=2 per segment, one pass over 3 segments
+    assert outcome.status == "completed" and outcome.reason == "pass_complete"
+    assert outcome.final_score <= outcome.initial_score
+    accepted = [r.score for r in revisions if r.accepted]
+    assert accepted == sorted(accepted, reverse=True)
+    assert all(c.parent_id is not None for c in candidates)
+
+
+def test_stops_as_soon_as_the_score_is_under_tau():
+    search, model = make_search(SearchConfig(min_thinking_tokens=10, tau=1.8))
+    records = run(search, model)
+    (outcome,) = [r for r in records if isinstance(r, OutcomeRecord)]
+    assert outcome.reason == "below_tau" and outcome.steps == 1
+
+
+def test_max_steps_bounds_the_pass():
+    search, model = make_search(SearchConfig(min_thinking_tokens=10, max_steps=1))
+    (outcome,) = [r for r in run(search, model) if isinstance(r, OutcomeRecord)]
+    assert outcome.steps == 1 and outcome.reason == "pass_complete"
+
+
+def test_unparsable_candidates_are_kept_with_their_reason_and_skipped():
+    search, _ = make_search()
+    model = ScriptedModel(lambda call, i: Generation(" never closes", "length", 160))
+    records = run(search, model)
+    unparsable = [r for r in records if isinstance(r, RevisionRecord) and r.status == "unparsable"]
+    assert len(unparsable) == 6 and all(r.note == "no closing tag before the token limit" for r in unparsable)
+    (outcome,) = [r for r in records if isinstance(r, OutcomeRecord)]
+    assert outcome.final_score == outcome.initial_score and outcome.accepted_edits == 0
+
+
+def test_short_initial_thinking_is_rejected():
+    search, model = make_search(SearchConfig(min_thinking_tokens=10_000))
+    records = run(search, model)
+    (outcome,) = [r for r in records if isinstance(r, OutcomeRecord)]
+    assert outcome.status == "rejected" and outcome.reason == "too_short"
+    assert records[0].status == "rejected" and "under 10000" in records[0].note
+
+
+def test_unfinished_thinking_is_trimmed_or_rejected_as_configured():
+    for policy, expected in (("reject", "unfinished_thinking"), ("trim", "pass_complete")):
+        search, model = make_search(SearchConfig(min_thinking_tokens=10, on_unfinished=policy))
+        model.generate = lambda requests, m=model: [
+            [Generation(" " + "\n\n".join(PARAS) + "\n\nand then I was about to", "length", 384)]
+            if r.prefill.startswith("<think>") else [Generation(" GOOD " + "y" * 40, "stop", 9)] * r.n
+            for r in requests
+        ]
+        records = run(search, model)
+        (outcome,) = [r for r in records if isinstance(r, OutcomeRecord)]
+        assert outcome.reason == expected
+        if policy == "trim":
+            assert not records[0].thinking.endswith("about to")
+
+
+def test_the_machine_says_what_it_needs():
+    search, _ = make_search()
+    assert isinstance(search.need, GenerationNeed) and search.need.request.prefill.startswith("<think>\n")
+    search.on_generated([Generation(" " + "\n\n".join(PARAS), "stop", 120)])
+    assert isinstance(search.need, ScoringNeed) and len(search.need.requests) == 1
+    assert search.need.requests[0].target == "S" * 150
+
+
+def test_driver_batches_generations_across_items():
+    searches, model = [], None
+    for t in range(5):
+        s, model = make_search(trajectory=f"t{t}")
+        searches.append(s)
+    calls = []
+    original = model.generate
+    model.generate = lambda requests: calls.append(len(requests)) or original(requests)
+    drive(searches, model, model, lambda records: None, generation_rows=32)
+    assert calls[0] == 5  # the five initial generations went out together
