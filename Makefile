@@ -9,7 +9,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: install demo test test-fast clean
+.PHONY: install demo test test-fast bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not model and not prefect"
+
+bench: install
+	$(BIN)/python -m bench.bench
 
 clean:
 	rm -rf reer-out reer.duckdb .pytest_cache

@@ -184,18 +184,21 @@ class TransformersModel:
         temperature = torch.tensor([[req.temperature] for req in reqs])
         top_p = torch.tensor([[req.top_p] for req in reqs])
         penalty = torch.tensor([[req.repetition_penalty] for req in reqs])
-        seen = torch.zeros((b, logits.shape[-1]), dtype=torch.bool)
+        penalize = bool((penalty != 1.0).any())
+        seen = torch.zeros((b, logits.shape[-1] if penalize else 1), dtype=torch.bool)
         for r, (i, _) in enumerate(samples):
-            seen[r, prompts[i]] = True
+            if penalize:
+                seen[r, prompts[i]] = True
         produced: list[list[int]] = [[] for _ in range(b)]
         finish: list[str | None] = [None] * b
         live = list(range(b))  # the sample each batch row belongs to
         while live:
             logits = logits.float()
-            # Repetition penalty as in CTRL (and vLLM): shrink the logits of tokens already seen.
-            logits = torch.where(seen, torch.where(logits > 0, logits / penalty, logits * penalty), logits)
+            if penalize:  # repetition penalty as in CTRL (and vLLM): shrink the logits of tokens already seen
+                logits = torch.where(seen, torch.where(logits > 0, logits / penalty, logits * penalty), logits)
             chosen = self._choose(logits, temperature, top_p, [generators[r] for r in live])
-            seen[torch.arange(len(live)), torch.tensor(chosen)] = True
+            if penalize:
+                seen[torch.arange(len(live)), torch.tensor(chosen)] = True
             keep = []
             for pos, r in enumerate(live):
                 token = chosen[pos]
@@ -231,11 +234,18 @@ class TransformersModel:
         return [self._finish(produced[r], finish[r] or "length", reqs[r].stop) for r in range(b)]
 
     @staticmethod
-    def _choose(logits, temperature, top_p, generators) -> list[int]:
-        """Top-p sampling at each row's temperature, each row drawing from its own generator."""
+    def _choose(logits, temperature, top_p, generators, head: int = 256) -> list[int]:
+        """Top-p sampling at each row's temperature, each row drawing from its own generator.
+
+        The nucleus is found among the `head` most likely tokens when they already hold the
+        top-p mass (nearly always): a partial top-k instead of sorting the whole vocabulary.
+        Rows where they do not fall back to a full sort, so the result is exact either way.
+        """
         greedy = (temperature <= 0)[:, 0]
         probs = torch.softmax(logits / temperature.clamp(min=1e-5), dim=-1)
-        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        sorted_probs, order = probs.topk(min(head, probs.shape[-1]), dim=-1)
+        if bool((sorted_probs.sum(-1, keepdim=True) < top_p).any()):
+            sorted_probs, order = probs.sort(dim=-1, descending=True)
         # Keep the smallest head of the distribution whose mass reaches top_p (always the top token).
         outside = (sorted_probs.cumsum(-1) - sorted_probs) >= top_p
         sorted_probs = sorted_probs.masked_fill(outside, 0.0)
