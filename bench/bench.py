@@ -22,7 +22,7 @@ from reer.models.loading import load_model
 from reer.settings import Settings
 from reer.tasks.scoring import split_reference
 from reer.tasks.search import ItemSearch, SearchConfig, SearchItem, drive
-from reer.tasks.sourcing import bundled_sample, read_source
+from reer.tasks.sourcing import Example, bundled_sample, read_source
 
 HERE = Path(__file__).parent
 
@@ -100,7 +100,7 @@ class NaiveModel:
 
 
 def sample_examples(n: int):
-    return [e for e in read_source(bundled_sample()) if hasattr(e, "example_id")][:n]
+    return [e for e in read_source(bundled_sample()) if isinstance(e, Example)][:n]
 
 
 def scoring_requests(model, examples, k: int = 4):

@@ -18,9 +18,10 @@ from reer.sql import read_sql
 from reer.store import Store
 from reer.tasks.context import PROMPT_VERSION
 from reer.tasks.export import export_run
-from reer.tasks.quality import check_trajectories
+from reer.tasks.quality import validate_run
 from reer.tasks.search import prepare_searches, search_examples
-from reer.tasks.sourcing import bundled_sample, load_examples
+from reer.tasks.mappings import parse_overrides
+from reer.tasks.sourcing import bundled_sample, load_examples, select_pending, thinking_reserve
 
 
 def code_version() -> str:
@@ -42,8 +43,13 @@ def load_models(settings: Settings):
 
 
 @flow(name="synthesize", log_prints=True)
-def synthesize(inputs: list[str] | None = None, limit: int | None = None, options: dict | None = None) -> dict:
-    """Search REER thinking for every (query, reference) pair in `inputs` (default: the bundled sample)."""
+def synthesize(inputs: list[str] | None = None, limit: int | None = None, options: dict | None = None,
+               from_store: bool = False) -> dict:
+    """Search REER thinking for every (query, reference) pair in `inputs` (default: the bundled sample).
+
+    With `from_store`, search the stored examples that have no completed trajectory under
+    this configuration instead (what `ingest` stored), reading no files.
+    """
     settings = Settings(**(options or {}))
     started = time.perf_counter()
     run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
@@ -58,15 +64,22 @@ def synthesize(inputs: list[str] | None = None, limit: int | None = None, option
             "dtype": settings.dtype, "prompt_version": PROMPT_VERSION, "code_version": code_version(),
         }])
         store.write("run_events", [{"run_id": run_id, "status": "running"}])
-        loaded = load_examples(store, run_id, paths, limit)
+        if from_store:
+            loaded = select_pending(store, settings.search, PROMPT_VERSION, generator.model_id, scorer.model_id, limit)
+        else:
+            loaded = load_examples(store, run_id, paths, limit, scorer=scorer, generator=generator,
+                                   override=parse_overrides(settings.source_fields),
+                                   reserve=thinking_reserve(settings.search))
         prepared = prepare_searches(store, run_id, loaded.examples, settings.search, generator, scorer)
         before = (generator.stats.__dict__.copy(), scorer.stats.__dict__.copy())
         search_examples(store, run_id, prepared.searches, generator, scorer, settings.generation_rows)
-        checks = check_trajectories(store, run_id, settings.search.min_thinking_tokens)
+        checks = validate_run(store, run_id, settings.quality, settings.out)
         exported = export_run(store, run_id, settings.out)
         summary = summarize(store, run_id, time.perf_counter() - started, generator, scorer, before)
         summary.update(run_id=run_id, db=str(settings.db), exported=exported, checks=checks,
-                       duplicates=loaded.duplicates, skipped_done=prepared.skipped_done)
+                       passed=checks["passed"], pass_rates=checks["pass_rates"], data_docs=checks["data_docs"],
+                       duplicates=loaded.duplicates, skipped_done=prepared.skipped_done,
+                       resumed=prepared.resumed)
         store.write("run_events", [{"run_id": run_id, "status": "completed", "detail": summary}])
         create_markdown_artifact(markdown=summary_markdown(summary), key="reer-run-summary",
                                  description=f"reer run {run_id}")
@@ -114,5 +127,9 @@ def summary_markdown(summary: dict) -> str:
     if summary["rejects_by_reason"]:
         lines += ["", "## Rejected", "", "| stage | reason | count |", "|---|---|---|"]
         lines += [f"| {r['stage']} | {r['reason']} | {r['n']} |" for r in summary["rejects_by_reason"]]
-    lines += ["", f"Exported: `{summary['exported'].get('parquet', '')}`"]
+    lines += ["", f"Passed every check: {summary.get('passed')} of {summary.get('completed')}"]
+    if summary.get("pass_rates"):
+        lines += ["", "## Pass rate per check", "", "| check | pass rate |", "|---|---|"]
+        lines += [f"| {name} | {rate:.1%} |" for name, rate in summary["pass_rates"].items()]
+    lines += ["", f"Exported: `{summary['exported'].get('parquet', '')}`", f"Data Docs: `{summary.get('data_docs')}`"]
     return "\n".join(lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -41,8 +42,11 @@ def _db(db: Optional[Path]) -> Path:
 
 @app.command()
 def run(
-    inputs: list[Path] = typer.Argument(None, help="JSONL/JSON files of (query, reference); default: the bundled sample"),
+    inputs: list[Path] = typer.Argument(None, help="JSONL, JSON, CSV, Parquet, text files or datasets folders; "
+                                        "default: the bundled sample"),
     limit: Optional[int] = typer.Option(None, help="search at most this many examples"),
+    from_store: bool = typer.Option(False, "--from-store", help="search the stored examples with no completed trajectory "
+                                    "under these settings (what `reer ingest` stored)"),
     db: Optional[Path] = typer.Option(None, help="DuckDB file (default ./reer.duckdb, or REER_DB)"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="export folder (default ./reer-out)"),
     dtype: Optional[str] = typer.Option(None, help="bfloat16 (fast) or float32 (exact)"),
@@ -82,14 +86,16 @@ def run(
     except ValidationError as error:
         first = error.errors()[0]
         _fail(f"bad option {'.'.join(map(str, first['loc']))}: {first['msg']}")
+    if from_store and inputs:
+        _fail("give input files or --from-store, not both")
     missing = [str(p) for p in inputs or [] if not p.exists()]
     if inputs and len(missing) == len(inputs):
         _fail(f"no such input: {', '.join(missing)}")
-    summary = _run_with_progress(inputs, limit, options)
+    summary = _run_with_progress(inputs, limit, options, from_store)
     _print_summary(summary)
 
 
-def _run_with_progress(inputs, limit, options) -> dict:
+def _run_with_progress(inputs, limit, options, from_store: bool = False) -> dict:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from reer.console import on_progress
@@ -104,7 +110,8 @@ def _run_with_progress(inputs, limit, options) -> dict:
 
     try:
         with progress:
-            return synthesize(inputs=[str(p) for p in inputs] if inputs else None, limit=limit, options=options)
+            return synthesize(inputs=[str(p) for p in inputs] if inputs else None, limit=limit, options=options,
+                              from_store=from_store)
     except (StoreBusy, ModelNotFound) as error:
         _fail(str(error))
     except Exception as error:  # a user sees one line; Prefect's run log keeps the traceback
@@ -118,6 +125,7 @@ def _print_summary(summary: dict) -> None:
     rows = [
         ("items searched", summary["items"]),
         ("already done (skipped)", summary["skipped_done"]),
+        ("resumed mid-search", summary.get("resumed", 0)),
         ("completed", summary["completed"]),
         ("rejected in search", summary["rejected_in_search"]),
         ("rejected inputs", summary["rejected_inputs"]),
@@ -130,13 +138,18 @@ def _print_summary(summary: dict) -> None:
         ("generated tokens/s", summary["generated_tokens_per_second"]),
         ("scored tokens/s", summary["scored_tokens_per_second"]),
         ("database", summary["db"]),
+        ("passed every check", f"{summary.get('passed', '-')} of {summary['completed']}"),
         ("exported", summary["exported"].get("parquet", "")),
+        ("data docs", summary.get("data_docs") or "-"),
     ]
     for name, value in rows:
         table.add_row(name, str(value))
     out.print(table)
     for r in summary["rejects_by_reason"]:
         out.print(f"  rejected at {r['stage']}: {r['reason']} x{r['n']}")
+    failing = {name: rate for name, rate in (summary.get("pass_rates") or {}).items() if rate < 1}
+    for name, rate in failing.items():
+        out.print(f"  check {name}: {100 * rate:.1f}% pass")
 
 
 def _num(value) -> str:
@@ -244,41 +257,204 @@ def export(
     db: Optional[Path] = typer.Option(None, help="DuckDB file"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="export folder (default ./reer-out)"),
 ) -> None:
-    """Write a run's trajectories as JSONL and Parquet."""
+    """Write a run's passing trajectories (Parquet, JSONL), its full table and a dataset card."""
     _quiet_prefect(False)
     from reer.settings import Settings
-    from reer.store import Store, StoreBusy
-    from reer.tasks.export import export_run
+    from reer.tasks.export import export_run, validated
+    from reer.tasks.quality import validate_run
 
     settings = Settings()
+    folder = out_dir or settings.out
+    with _open_store(db) as store:
+        run_id = _resolve_run(store, run_id)
+        if not validated(store, run_id):
+            out.print(f"run {run_id} has no validation yet: validating it first")
+            _guarded(lambda: validate_run.fn(store, run_id, settings.quality, folder))
+        result = _guarded(lambda: export_run.fn(store, run_id, folder))
+    out.print(f"exported {result['rows']} of {result['table_rows']} trajectories of run {run_id} (those passing every check):")
+    for key in ("parquet", "jsonl", "table", "card"):
+        out.print(f"  {result[key]}")
+    if not result["rows"]:
+        out.print(f"no trajectory passed every check; why: reer sql \"SELECT trajectory_id, reasons FROM trajectory_verdicts "
+                  f"WHERE run_id = '{run_id}'\"")
+
+
+@app.command()
+def validate(
+    run_id: Optional[str] = typer.Argument(None, help="run to validate (default: the latest completed run)"),
+    db: Optional[Path] = typer.Option(None, help="DuckDB file"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Data Docs go to <out>/<run_id>/data_docs"),
+) -> None:
+    """Run the quality checks on a run's examples and trajectories; store every verdict."""
+    _quiet_prefect(False)
+    from reer.settings import Settings
+    from reer.tasks.quality import check_specs, validate_run
+
+    settings = Settings()
+    with _open_store(db) as store:
+        run_id = _resolve_run(store, run_id)
+        result = _guarded(lambda: validate_run.fn(store, run_id, settings.quality, out_dir or settings.out))
+        rates = store.query("SELECT * FROM check_pass_rates WHERE run_id = $run_id", run_id=run_id)
+    _print_checks(rates, check_specs(settings.quality))
+    out.print(f"{result['passed']} of {result['checked']} trajectories passed every check "
+              f"({result['examples_checked']} examples checked); the view passed_trajectories holds them.")
+    out.print(f"Data Docs: {result['data_docs'] or '(none: nothing to validate)'}")
+
+
+def _print_checks(rates, specs) -> None:
+    """Pass rate per check, in the order the checks are defined."""
+    table = Table(title="checks", title_justify="left")
+    for name in ("suite", "check", "bound", "passed", "pass rate"):
+        table.add_column(name)
+    order = {s.name: i for i, s in enumerate(specs)}
+    signs = {s.name: ">=" if s.bound == "min" else "<=" for s in specs}
+    for r in sorted(rates.iter_rows(named=True), key=lambda r: order.get(r["check_name"], len(order))):
+        table.add_row(r["suite"], r["check_name"], f"{signs.get(r['check_name'], '')} {r['threshold']:g}",
+                      f"{r['passed']} / {r['checked']}", f"{100 * r['pass_rate']:.1f}%")
+    out.print(table)
+
+
+@contextmanager
+def _open_store(db: Optional[Path]):
+    """The store for writing, or one clear line if it is missing or busy."""
+    from reer.store import Store, StoreBusy
+
+    path = _db(db)
+    if not path.exists():
+        _fail(f"no reer database at {path} (run `reer run` first, or pass --db)")
     try:
-        store = Store(_db(db))
+        store = Store(path)
     except StoreBusy as error:
         _fail(str(error))
     try:
-        if run_id is None:
-            latest = store.query("SELECT run_id FROM run_overview WHERE status = 'completed' ORDER BY started_at DESC LIMIT 1")
-            if latest.is_empty():
-                _fail("no completed run in the store yet")
-            run_id = latest["run_id"][0]
-        result = export_run.fn(store, run_id, out_dir or settings.out)
+        yield store
     finally:
         store.close()
-    out.print(f"exported {result['rows']} trajectories of run {run_id}:\n  {result['jsonl']}\n  {result['parquet']}")
+
+
+def _resolve_run(store, run_id: Optional[str]) -> str:
+    """The run asked for, or the latest completed one; one clear line if there is none."""
+    if run_id is None:
+        latest = store.query("SELECT run_id FROM run_overview WHERE status = 'completed' ORDER BY started_at DESC LIMIT 1")
+        if latest.is_empty():
+            _fail("no completed run in the store yet")
+        return latest["run_id"][0]
+    if store.query("SELECT 1 FROM runs WHERE run_id = $run_id", run_id=run_id).is_empty():
+        _fail(f"no run {run_id!r} in the store (list them: reer sql \"SELECT run_id, status FROM run_overview\")")
+    return run_id
+
+
+def _guarded(step):
+    """Run one step; an error becomes one line naming its kind (a user sees no traceback)."""
+    try:
+        return step()
+    except Exception as error:
+        first = str(error).splitlines()[0] if str(error) else ""
+        _fail(f"{error.__class__.__name__}: {first}")
+
+
+@app.command()
+def ingest(
+    inputs: list[Path] = typer.Argument(..., help="JSONL, JSON, CSV/TSV, Parquet, .txt/.md files or datasets folders"),
+    db: Optional[Path] = typer.Option(None, help="DuckDB file (default ./reer.duckdb, or REER_DB)"),
+    fields: Optional[list[str]] = typer.Option(None, "--map", help="role=field for files no declared source matches; repeat it: "
+                                               "--map query=prompt --map reference=answer (query= : texts without requests)"),
+    no_model: bool = typer.Option(False, "--no-model", help="skip the model: no categories, token limits or written queries"),
+    dtype: Optional[str] = typer.Option(None, help="bfloat16 (fast) or float32 (exact)"),
+    generator: Optional[str] = typer.Option(None, help="model that writes missing queries"),
+    scorer: Optional[str] = typer.Option(None, help="model that measures tokens and assigns categories"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="show Prefect's logs"),
+) -> None:
+    """Read files into the store's examples (no search); every record lands in examples or rejects."""
+    _quiet_prefect(verbose)
+    from pydantic import ValidationError
+
+    from reer.models.shipped import ModelNotFound
+    from reer.settings import Settings
+    from reer.store import StoreBusy
+    from reer.tasks.mappings import MappingError, field_pairs, parse_overrides
+
+    options = {k: str(v) if isinstance(v, Path) else v
+               for k, v in dict(db=db, dtype=dtype, generator_model=generator, scorer_model=scorer).items() if v is not None}
+    try:
+        Settings(**options)
+        mapping = field_pairs(fields)
+        parse_overrides(mapping)
+    except ValidationError as error:
+        _fail(f"bad option {'.'.join(map(str, error.errors()[0]['loc']))}: {error.errors()[0]['msg']}")
+    except MappingError as error:
+        _fail(str(error))
+    from reer.flows.ingest import ingest as ingest_flow  # imported late: Prefect loads in seconds
+
+    try:
+        summary = ingest_flow(inputs=[str(p) for p in inputs], options=options, fields=mapping or None, use_model=not no_model)
+    except (StoreBusy, ModelNotFound) as error:
+        _fail(str(error))
+    except Exception as error:  # a user sees one line; Prefect's run log keeps the traceback
+        first = str(error).splitlines()[0] if str(error) else ""
+        _fail(f"ingest failed: {error.__class__.__name__}: {first} (details: reer ingest -v)")
+    _print_sources(summary["run_id"], summary["sources"])
+
+
+@app.command()
+def sources(
+    run_id: Optional[str] = typer.Argument(None, help="a run id (default: the latest run that read files)"),
+    db: Optional[Path] = typer.Option(None, help="DuckDB file"),
+) -> None:
+    """What a run read, per file: loaded, merged as duplicates, already stored, and rejected per reason."""
+    from reer.sql import read_sql
+    from reer.store import StoreBusy, read_only_query
+
+    try:
+        if run_id is None:
+            latest = read_only_query(_db(db), "SELECT run_id FROM source_records ORDER BY created_at DESC LIMIT 1")
+            if latest.is_empty():
+                _fail("no run has read any file yet (reer ingest FILES...)")
+            run_id = latest["run_id"][0]
+        rows = read_only_query(_db(db), read_sql("queries/source_counts"), run_id=run_id).to_dicts()
+    except (StoreBusy, FileNotFoundError) as error:
+        _fail(str(error))
+    if not rows:
+        _fail(f"run {run_id!r} read no files (list runs: reer sql \"SELECT run_id, flow_name, status FROM run_overview\")")
+    _print_sources(run_id, rows)
+
+
+SOURCE_STATUSES = ("loaded", "duplicate", "known", "over_limit", "rejected")
+
+
+def _print_sources(run_id: str, rows: list[dict]) -> None:
+    """One table row per file with its records per status, then its rejects per reason."""
+    table = Table(title=f"sources read by run {run_id}", title_justify="left", caption_justify="left",
+                  caption="dupes: merged into the same pair read earlier in this run; known: stored by an earlier run")
+    table.add_column("source", overflow="fold", ratio=1)
+    for name in ("read", "loaded", "dupes", "known", "over limit", "rejected"):
+        table.add_column(name, justify="right", no_wrap=True)
+    files = list(dict.fromkeys(r["source"] for r in rows))
+    names = [Path(f).name for f in files]
+    # File names keep the table narrow; full paths only where two files share a name.
+    labels = {f: (n if names.count(n) == 1 else f) for f, n in zip(files, names)}
+    for source in files:
+        counts = {s: sum(r["n"] for r in rows if r["source"] == source and r["status"] == s) for s in SOURCE_STATUSES}
+        table.add_row(labels[source], str(sum(counts.values())), *[str(counts[s]) for s in SOURCE_STATUSES])
+    out.print(table)
+    for source in files:
+        for r in rows:
+            if r["source"] == source and r["status"] == "rejected":
+                out.print(f"  {labels[source]}: rejected {r['reason']} x{r['n']}")
 
 
 def main() -> None:
-    """Entry point: run the command, then leave without the interpreter's teardown noise."""
-    code = 0
+    """Entry point: run the command; keep the interpreter's teardown noise off the terminal."""
     try:
         app()
-    except SystemExit as done:
-        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # DuckDB's bindings report still-live objects at interpreter shutdown as "leaks"; every
-    # file and connection is closed by now, so skip that teardown.
-    os._exit(code)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # DuckDB's bindings list still-live objects as "leaks" at interpreter teardown. Every file
+        # and connection is closed by now, so their stderr goes to /dev/null; exit handlers
+        # (Prefect stops its temporary server in one) still run.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stderr.fileno())
 
 
 if __name__ == "__main__":

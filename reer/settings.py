@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from reer.tasks.quality import QualityConfig
 from reer.tasks.search import SearchConfig
 
 
@@ -26,4 +27,10 @@ class Settings(BaseSettings):
     threads: int | None = Field(None, description="CPU threads for torch (default: all cores)")
     generation_rows: int = Field(32, ge=1, description="sequences sampled together in one generation batch")
     score_batch_tokens: int = Field(8192, ge=256, description="padded tokens per scoring forward pass")
+    source_fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="role -> field for input files that match no declared source, e.g. "
+        '{"query": "prompt", "reference": "answer"} (REER_SOURCE_FIELDS as JSON; empty query: texts without requests)',
+    )
     search: SearchConfig = SearchConfig()
+    quality: QualityConfig = QualityConfig()

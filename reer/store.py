@@ -15,7 +15,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from reer.sql import read_sql
 
-TABLES = ("runs", "run_events", "examples", "trajectories", "revisions", "outcomes", "rejects", "checks", "exports")
+TABLES = ("runs", "run_events", "examples", "trajectories", "revisions", "outcomes", "rejects", "checks", "exports",
+          "source_records", "validations")
 KEYED = {"runs", "examples", "trajectories", "revisions", "outcomes"}  # re-inserting a key is a no-op
 
 
@@ -44,7 +45,8 @@ class Store:
         try:
             self.engine: Engine = create_engine(f"duckdb:///{self.path}")
             with self.engine.begin() as con:
-                for statement in _statements(read_sql("schema")) + _statements(read_sql("views")):
+                scripts = [read_sql("schema"), read_sql("categories"), read_sql("views")]
+                for statement in [s for script in scripts for s in _statements(script)]:
                     con.exec_driver_sql(statement)
         except Exception as error:  # duckdb raises IOException through SQLAlchemy's wrapper
             if "lock" in str(error).lower():

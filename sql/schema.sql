@@ -29,16 +29,47 @@ CREATE TABLE IF NOT EXISTS run_events (
     created_at TIMESTAMPTZ DEFAULT current_timestamp
 );
 
--- (query, reference) pairs, identified by a hash of their normalized text.
+-- (query, reference) pairs, identified by a hash of their normalized text (a text that came
+-- without a request: the hash of the text alone, so re-reading it finds it before any model work).
 CREATE TABLE IF NOT EXISTS examples (
     example_id    VARCHAR PRIMARY KEY,
     query         VARCHAR NOT NULL,
     reference     VARCHAR NOT NULL,
     source        VARCHAR,            -- file the pair was first read from
     source_record VARCHAR,            -- line, key or row within that file
-    category      VARCHAR,
+    category      VARCHAR,            -- a categories.category, or a source's own name kept as given
     language      VARCHAR,
     run_id        VARCHAR,            -- run that first stored it
+    created_at    TIMESTAMPTZ DEFAULT current_timestamp,
+    source_id            VARCHAR,     -- the record's own id in its source (an id field or a JSON key)
+    query_synthesized    BOOLEAN DEFAULT false,  -- the query was written by the generator (reverse-engineered)
+    query_prompt_version VARCHAR,     -- the prompt that wrote it
+    category_given       VARCHAR,     -- the category as the source spelled it
+    category_source      VARCHAR,     -- mapped (given, matched the taxonomy) | given (kept as is) | model
+    category_confidence  DOUBLE,      -- model only: softmax share of the best label
+    category_method      VARCHAR,     -- model only: prompt, labels and normalization version
+    tokens               INTEGER      -- query + reference in the scorer's tokens
+);
+-- Files written before sourcing stored these: add them (new files already have them).
+ALTER TABLE examples ADD COLUMN IF NOT EXISTS source_id VARCHAR;
+ALTER TABLE examples ADD COLUMN IF NOT EXISTS query_synthesized BOOLEAN DEFAULT false;
+ALTER TABLE examples ADD COLUMN IF NOT EXISTS query_prompt_version VARCHAR;
+ALTER TABLE examples ADD COLUMN IF NOT EXISTS category_given VARCHAR;
+ALTER TABLE examples ADD COLUMN IF NOT EXISTS category_source VARCHAR;
+ALTER TABLE examples ADD COLUMN IF NOT EXISTS category_confidence DOUBLE;
+ALTER TABLE examples ADD COLUMN IF NOT EXISTS category_method VARCHAR;
+ALTER TABLE examples ADD COLUMN IF NOT EXISTS tokens INTEGER;
+
+-- Every record a run read, and where it went: loaded (a new example), duplicate (the same
+-- pair earlier in this run), known (already stored by an earlier run), over_limit (past
+-- --limit, left for later), rejected (with its reason; the record's row in rejects says more).
+CREATE TABLE IF NOT EXISTS source_records (
+    run_id        VARCHAR NOT NULL,
+    source        VARCHAR NOT NULL,
+    source_record VARCHAR NOT NULL,
+    status        VARCHAR NOT NULL,
+    example_id    VARCHAR,
+    reason        VARCHAR,
     created_at    TIMESTAMPTZ DEFAULT current_timestamp
 );
 
@@ -116,17 +147,37 @@ CREATE TABLE IF NOT EXISTS rejects (
     created_at    TIMESTAMPTZ DEFAULT current_timestamp
 );
 
--- Quality check results per trajectory attempt.
+-- Quality check results: one row per (trajectory or example, check) and validation.
+-- Output checks (suite 'trajectories') name a trajectory; input checks (suite 'examples')
+-- name an example only. A run validated again gets a new validation_id; views read the latest.
 CREATE TABLE IF NOT EXISTS checks (
     check_id      BIGINT PRIMARY KEY DEFAULT nextval('check_seq'),
     run_id        VARCHAR NOT NULL,
-    trajectory_id VARCHAR NOT NULL,
-    suite         VARCHAR NOT NULL,
+    trajectory_id VARCHAR,            -- NULL for an input check
+    suite         VARCHAR NOT NULL,   -- examples | trajectories
     check_name    VARCHAR NOT NULL,
-    passed        BOOLEAN NOT NULL,
-    observed      DOUBLE,
-    threshold     DOUBLE,
-    detail        VARCHAR,
+    passed        BOOLEAN NOT NULL,   -- as great-expectations decided
+    observed      DOUBLE,             -- the metric (NULL: not applicable, passes)
+    threshold     DOUBLE,             -- the bound it was held to (see detail for >= or <=)
+    detail        VARCHAR,            -- what was measured, and why it failed
+    created_at    TIMESTAMPTZ DEFAULT current_timestamp,
+    example_id    VARCHAR,
+    validation_id VARCHAR
+);
+-- Files written before input checks existed: add their columns, allow rows without a trajectory.
+ALTER TABLE checks ADD COLUMN IF NOT EXISTS example_id VARCHAR;
+ALTER TABLE checks ADD COLUMN IF NOT EXISTS validation_id VARCHAR;
+ALTER TABLE checks ALTER COLUMN trajectory_id DROP NOT NULL;
+
+-- One row per validation of a run: the thresholds it held the run to and what it checked.
+-- The latest validation of a run is the one the views (latest_checks, ...) read.
+CREATE TABLE IF NOT EXISTS validations (
+    validation_id VARCHAR PRIMARY KEY,
+    run_id        VARCHAR NOT NULL,
+    config        JSON,               -- the quality settings (thresholds)
+    examples      INTEGER,            -- examples checked
+    trajectories  INTEGER,            -- completed trajectories checked
+    data_docs     VARCHAR,            -- the Data Docs index, when written
     created_at    TIMESTAMPTZ DEFAULT current_timestamp
 );
 

@@ -24,7 +24,7 @@ LEFT JOIN outcomes o USING (trajectory_id, run_id)
 WHERE v.accepted AND v.score IS NOT NULL
 QUALIFY row_number() OVER (PARTITION BY v.trajectory_id ORDER BY v.score, v.created_at DESC) = 1;
 
--- Per trajectory attempt and search step: what was tried and the best score after it.
+-- Per trajectory and search step: what was tried and the best score after it.
 CREATE OR REPLACE VIEW score_history AS
 WITH steps AS (
     SELECT trajectory_id, run_id, step,
@@ -37,8 +37,9 @@ WITH steps AS (
     FROM revisions
     GROUP BY ALL
 )
+-- A resumed trajectory continues in a later run: its history runs across runs, by step.
 SELECT *, min(accepted_score) OVER (
-           PARTITION BY trajectory_id, run_id ORDER BY step ROWS UNBOUNDED PRECEDING) AS best_score
+           PARTITION BY trajectory_id ORDER BY step ROWS UNBOUNDED PRECEDING) AS best_score
 FROM steps;
 
 -- From the source record to the exported row: the example, its trajectory, the chain of
@@ -64,3 +65,63 @@ LEFT JOIN exports e ON e.revision_id = c.revision_id AND c.depth = 0;
 CREATE OR REPLACE VIEW reject_counts AS
 SELECT run_id, stage, reason, count(*) AS n
 FROM rejects GROUP BY ALL;
+
+-- Each run's latest validation.
+CREATE OR REPLACE VIEW latest_validations AS
+SELECT * FROM validations
+QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY created_at DESC, validation_id DESC) = 1;
+
+-- The checks of each run's latest validation (a run validated again keeps its old rows).
+CREATE OR REPLACE VIEW latest_checks AS
+SELECT c.*
+FROM checks c
+JOIN latest_validations l USING (run_id, validation_id);
+
+-- Per completed trajectory attempt of a validated run: did it pass its own output checks and
+-- its example's input checks, and if not, every failed check with its reason.
+CREATE OR REPLACE VIEW trajectory_verdicts AS
+SELECT o.trajectory_id, o.run_id, t.example_id,
+       any_value(c.validation_id) AS validation_id,
+       count(c.check_id) AS checks,
+       count(c.check_id) FILTER (WHERE NOT c.passed) AS failed_checks,
+       count(c.check_id) > 0 AND count(c.check_id) FILTER (WHERE NOT c.passed) = 0 AS passed,
+       string_agg(c.check_name || ' (' || c.detail || ')', ' | ' ORDER BY c.suite, c.check_name)
+           FILTER (WHERE NOT c.passed) AS reasons
+FROM outcomes o
+JOIN trajectories t ON t.trajectory_id = o.trajectory_id AND t.run_id = o.run_id
+JOIN latest_checks c ON c.run_id = o.run_id
+    AND (c.trajectory_id = o.trajectory_id OR (c.trajectory_id IS NULL AND c.example_id = t.example_id))
+WHERE o.status = 'completed'
+GROUP BY ALL;
+
+-- The dataset that passes every check: final thinking, example and scores per trajectory.
+CREATE OR REPLACE VIEW passed_trajectories AS
+SELECT d.trajectory_id, d.run_id, d.example_id, d.validation_id, v.revision_id,
+       x.query, v.thinking, x.reference AS answer, x.category, x.language, x.source, x.source_record,
+       o.initial_score, o.final_score, v.nll, v.ppl, v.thinking_tokens, o.steps, o.accepted_edits
+FROM trajectory_verdicts d
+JOIN outcomes o ON o.trajectory_id = d.trajectory_id AND o.run_id = d.run_id
+JOIN revisions v ON v.revision_id = o.final_revision_id
+JOIN examples x ON x.example_id = d.example_id
+WHERE d.passed;
+
+-- Pass rate of every check in each run's latest validation.
+CREATE OR REPLACE VIEW check_pass_rates AS
+SELECT run_id, validation_id, suite, check_name, any_value(threshold) AS threshold,
+       count(*) AS checked, count(*) FILTER (WHERE passed) AS passed,
+       round(count(*) FILTER (WHERE passed) / count(*), 4) AS pass_rate
+FROM latest_checks
+GROUP BY ALL;
+
+-- What each run read, per source file: records per status (loaded, duplicate, known,
+-- over_limit, rejected) and, for rejected ones, per reason. `reer sources` prints this.
+CREATE OR REPLACE VIEW source_counts AS
+SELECT run_id, source, status, reason, count(*) AS n
+FROM source_records GROUP BY ALL;
+
+-- Stored examples per category and how the category was decided.
+CREATE OR REPLACE VIEW category_counts AS
+SELECT coalesce(x.category, '(none)') AS category, c.grp, x.category_source, count(*) AS n,
+       round(avg(x.category_confidence), 3) AS mean_confidence
+FROM examples x LEFT JOIN categories c ON c.category = x.category
+GROUP BY ALL;

@@ -9,7 +9,7 @@ a sink before the next batch, so the store always holds the latest transition.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Callable, Iterable, Literal, Sequence
 
 from prefect import task
@@ -140,6 +140,7 @@ class ItemSearch:
     step: int = 0
     accepted_edits: int = 0
     _candidates: list[RevisionRecord] = field(default_factory=list)
+    _held: list[RevisionRecord] = field(default_factory=list)  # unparsable ones, emitted with their step
     _opener: str = ""
     _opening: str = ""
 
@@ -282,14 +283,19 @@ class ItemSearch:
                 finish_reason=g.finish_reason,
             )
             if text is None:
-                records.append(record)  # kept with its reason, never silently skipped
+                self._held.append(record)  # kept with its reason, never silently skipped
             else:
                 record.thinking_tokens = self.count_tokens(record.thinking)
                 self._candidates.append(record)
         if not self._candidates:
-            return records + self._advance()
+            return self._release() + self._advance()
         self.need = ScoringNeed([self._score_request(r.thinking) for r in self._candidates])
         return records
+
+    def _release(self) -> list[Record]:
+        """A step's records leave together, so a stored step is always a whole step."""
+        held, self._held = self._held, []
+        return list(held)
 
     def _on_candidates_scored(self, logprobs: list[list[float]]) -> list[Record]:
         for record, lps in zip(self._candidates, logprobs):
@@ -300,9 +306,31 @@ class ItemSearch:
             self.segments[winner.segment_index] = winner.segment_text
             self.best = winner
             self.accepted_edits += 1
-        records: list[Record] = list(self._candidates)
+        records: list[Record] = self._release() + list(self._candidates)
         self._candidates = []
         return records + self._advance()
+
+    @classmethod
+    def resume(cls, item, config, query_prompt, count_tokens, stored: Sequence[RevisionRecord]) -> tuple["ItemSearch", list[Record]]:
+        """Rebuild a search from its stored revisions and continue after its last stored step.
+
+        Each step is stored whole, in one transaction, so replaying the accepted candidates
+        of every stored step gives exactly the state the interrupted run had. Returns the
+        search and the records of its next transition when that needs no model (a finish).
+        """
+        search = cls(item, config, query_prompt, count_tokens)
+        initial = next((r for r in stored if r.kind == "initial" and r.status == "scored"), None)
+        if initial is None:
+            return search, []  # nothing durable yet: start from z(0)
+        search.segments = segment(initial.thinking, config.min_segment_chars)
+        search.original = list(search.segments)
+        search.best, search.initial_score = initial, initial.score
+        for r in sorted((r for r in stored if r.kind == "candidate" and r.accepted), key=lambda r: r.step):
+            search.segments[r.segment_index] = r.segment_text
+            search.best = r
+            search.accepted_edits += 1
+        search.step = max(r.step for r in stored)
+        return search, search._advance()
 
     def _finish(self, status: str, reason: str) -> OutcomeRecord:
         self.done, self.need = True, None
@@ -372,6 +400,7 @@ class Prepared:
     searches: list[ItemSearch]
     skipped_done: int
     rejected: int
+    resumed: int = 0
 
 
 @task(cache_policy=NO_CACHE)
@@ -381,10 +410,15 @@ def prepare_searches(store, run_id: str, examples, config: SearchConfig, generat
     from reer.tasks.context import PROMPT_VERSION
 
     config_hash = config.fingerprint()
-    done = set(
-        store.query("SELECT DISTINCT trajectory_id FROM outcomes WHERE status = 'completed'")["trajectory_id"].to_list()
-    )
-    searches, trajectories, rejects, skipped = [], [], [], 0
+    # A trajectory with an outcome is finished (completed or rejected): the same inputs and
+    # settings would only repeat it. One without is resumed from its stored steps.
+    done = set(store.query("SELECT DISTINCT trajectory_id FROM outcomes")["trajectory_id"].to_list())
+    stored: dict[str, list[RevisionRecord]] = {}
+    names = [f.name for f in fields(RevisionRecord)]
+    for row in store.query(f"SELECT {', '.join(names)} FROM revisions WHERE trajectory_id NOT IN "
+                           "(SELECT trajectory_id FROM outcomes) ORDER BY step").iter_rows(named=True):
+        stored.setdefault(row["trajectory_id"], []).append(RevisionRecord(**row))
+    searches, trajectories, rejects, skipped, finished = [], [], [], 0, []
     for ex in examples:
         trajectory_id = stable_id(ex.example_id, config_hash, PROMPT_VERSION, generator.model_id, scorer.model_id, config.seed)
         if trajectory_id in done:
@@ -404,7 +438,10 @@ def prepare_searches(store, run_id: str, examples, config: SearchConfig, generat
             continue
         seed = int(stable_id(config.seed, ex.example_id), 16) & (2**63 - 1)
         item = SearchItem(trajectory_id, ex.example_id, ex.query, split, ex.reference, ex.language, seed, run_id)
-        searches.append(ItemSearch(item, config, scorer.render_chat([("user", ex.query)]), scorer.count_tokens))
+        search, records = ItemSearch.resume(item, config, scorer.render_chat([("user", ex.query)]),
+                                            scorer.count_tokens, stored.get(trajectory_id, []))
+        searches.append(search)
+        finished.extend(records)
         trajectories.append({"trajectory_id": trajectory_id, "run_id": run_id, "example_id": ex.example_id,
                              "config_hash": config_hash, "prompt_version": PROMPT_VERSION,
                              "generator_model": generator.model_id, "scorer_model": scorer.model_id,
@@ -412,7 +449,10 @@ def prepare_searches(store, run_id: str, examples, config: SearchConfig, generat
     with store.transaction() as con:
         store.append(con, "trajectories", trajectories)
         store.append(con, "rejects", rejects)
-    return Prepared(searches, skipped, len(rejects))
+    if finished:
+        store_sink(store, run_id)(finished)
+    resumed = sum(1 for s in searches if s.best is not None)
+    return Prepared(searches, skipped, len(rejects), resumed)
 
 
 def store_sink(store, run_id: str) -> Callable[[list[Record]], None]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -36,10 +38,11 @@ def fp32_model():
     return load_model("SmolLM2-135M-Instruct", dtype="float32", home=HOME)
 
 
-def pytest_unconfigure(config):
-    """Once pytest has reported, send stderr to /dev/null: DuckDB's bindings list false "leaks" at teardown."""
-    import sys
-
+def _silence_teardown() -> None:
+    """At exit, after pytest has reported: DuckDB's bindings list false "leaks" at interpreter teardown."""
     sys.stdout.flush()
     sys.stderr.flush()
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+
+
+atexit.register(_silence_teardown)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import duckdb
+import polars as pl
 import pytest
 import torch
 
+from reer.tasks.export import solution_text
+from reer.tasks.quality import QualityConfig, check_specs
 from reer.tasks.scoring import score_logprobs, scoring_context, split_reference
 from tests.conftest import HOME, shared_file
 
@@ -17,13 +21,19 @@ SEARCH = dict(max_initial_tokens=200, max_refine_tokens=64, max_steps=2, k=2, se
 
 
 def short_eqbench_items(tmp_path, count=2):
-    """The EQ-Bench prompts with the shortest references, cut to their first three paragraphs."""
+    """Two EQ-Bench items, each reference cut to its first paragraphs (about 500 characters)."""
     data = json.loads(shared_file("eqbench_creative_writing_prompts.json").read_text())
     rows = []
     for key, item in data.items():
-        paragraphs = [p for p in item["reference_output"].split("\n\n") if p.strip()][:3]
+        kept = []
+        for paragraph in (p for p in item["reference_output"].split("\n\n") if p.strip()):
+            kept.append(paragraph)
+            if sum(map(len, kept)) >= 500:
+                break
+        reference = "\n\n".join(kept)
         query = item["writing_prompt"].replace("<SEED>", item["seed_modifiers"][0])
-        rows.append({"id": key, "query": query, "reference": "\n\n".join(paragraphs)})
+        if split_reference(reference) is not None:  # something is left to score after segment one
+            rows.append({"id": key, "query": query, "reference": reference})
     rows.sort(key=lambda r: len(r["reference"]))
     path = tmp_path / "eqbench_short.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows[:count]) + "\n")
@@ -121,21 +131,34 @@ def test_lineage_returns_the_whole_chain(finished_run):
         assert chain[-1]["kind"] == "initial" and chain[-1]["parent_id"] is None
         assert len(revisions) == o["accepted_edits"] + 1
         assert chain[0]["source"] == str(good) and chain[0]["source_record"].startswith("line ")
-        assert {c["export_format"] for c in chain if c["depth"] == 0} == {"jsonl", "parquet"}
+        (verdict,) = rows(con, "SELECT passed FROM trajectory_verdicts WHERE trajectory_id = ?", o["trajectory_id"])
+        formats = {"table", "jsonl", "parquet"} if verdict["passed"] else {"table"}  # training files: passing rows
+        assert {c["export_format"] for c in chain if c["depth"] == 0} == formats
 
 
 def test_exports_hold_the_final_thinking(finished_run):
     summary, con, _ = finished_run
-    exported = [json.loads(line) for line in open(summary["exported"]["jsonl"])]
+    table = pl.read_parquet(summary["exported"]["table"]).to_dicts()
     finals = {r["revision_id"]: r["thinking"] for r in rows(con, "SELECT revision_id, thinking FROM revisions")}
-    assert exported and all(finals[e["revision_id"]] == e["thinking"] for e in exported)
+    assert table and all(finals[e["revision_id"]] == e["thinking"] for e in table)
+    chats = [json.loads(line)["messages"] for line in open(summary["exported"]["jsonl"])]
+    passing = [e for e in table if e["passed"]]
+    assert [c[1]["content"] for c in chats] == [solution_text(e["thinking"], e["answer"]) for e in passing]
+
+
+def test_the_run_is_validated_with_data_docs(finished_run):
+    summary, con, _ = finished_run
+    names = {r["check_name"] for r in rows(con, "SELECT DISTINCT check_name FROM checks")}
+    assert names == {s.name for s in check_specs(QualityConfig())}
+    assert summary["pass_rates"] and Path(summary["data_docs"]).exists()
+    assert summary["passed"] == rows(con, "SELECT count(*) AS n FROM passed_trajectories")[0]["n"]
 
 
 def test_a_second_run_skips_finished_trajectories(finished_run, tmp_path):
     from reer.flows.synthesize import synthesize
 
     summary, con, good = finished_run
-    completed = len(rows(con, "SELECT * FROM outcomes WHERE status = 'completed'"))
+    completed = len(rows(con, "SELECT * FROM outcomes"))  # finished either way: completed or rejected
     con.close()  # this process may not hold a read-only and a read-write connection at once
     again = synthesize(inputs=[str(good)], options={"db": summary["db"], "out": str(tmp_path), "dtype": "float32",
                                                     "home": str(HOME), "search": SEARCH})

@@ -23,7 +23,7 @@ REFERENCE = "R" * 150 + "\n\n" + "S" * 150
 
 
 class ScriptedModel:
-    """Returns scripted generations; scores a thinking by how many 'GOOD' markers it holds."""
+    """Returns generations scripted by request seed; scores a thinking by how many 'GOOD' markers it holds."""
 
     model_id = "scripted"
     context_window = 4096
@@ -39,7 +39,7 @@ class ScriptedModel:
             if r.prefill.startswith("<think>"):
                 out.append([Generation(" " + "\n\n".join(PARAS), "stop", 120)])
             else:
-                out.append([self.rewrites(self.calls, i) for i in range(r.n)])
+                out.append([self.rewrites(r.seed % 1000, i) for i in range(r.n)])
         self.calls += 1
         return out
 
@@ -54,7 +54,7 @@ class ScriptedModel:
 
 
 def make_search(config=None, trajectory="t1"):
-    model = ScriptedModel(lambda call, i: Generation(f" GOOD rewrite {call}-{i} " + "x" * 40, "stop", 20))
+    model = ScriptedModel(lambda seed, i: Generation(f" GOOD rewrite {seed}-{i} " + "x" * 40, "stop", 20))
     item = SearchItem(trajectory, "e1", "Write something.", split_reference(REFERENCE), REFERENCE, "en", 5, "run1")
     return ItemSearch(item, config or SearchConfig(min_thinking_tokens=10), "U:Write something.\nA:", model.count_tokens), model
 
@@ -95,7 +95,7 @@ def test_max_steps_bounds_the_pass():
 
 def test_unparsable_candidates_are_kept_with_their_reason_and_skipped():
     search, _ = make_search()
-    model = ScriptedModel(lambda call, i: Generation(" never closes", "length", 160))
+    model = ScriptedModel(lambda seed, i: Generation(" never closes", "length", 160))
     records = run(search, model)
     unparsable = [r for r in records if isinstance(r, RevisionRecord) and r.status == "unparsable"]
     assert len(unparsable) == 6 and all(r.note == "no closing tag before the token limit" for r in unparsable)
@@ -144,3 +144,35 @@ def test_driver_batches_generations_across_items():
     model.generate = lambda requests: calls.append(len(requests)) or original(requests)
     drive(searches, model, model, lambda records: None, generation_rows=32)
     assert calls[0] == 5  # the five initial generations went out together
+
+
+def test_a_search_resumed_after_any_round_ends_as_an_uninterrupted_one():
+    search, model = make_search()
+    uninterrupted = run(search, model)
+    rounds = 0
+    while True:
+        rounds += 1
+        first, model = make_search()
+        stored: list = []
+        calls = {"n": 0}
+
+        def sink(records, stored=stored, calls=calls):
+            if calls["n"] < rounds:  # the rounds before the crash reached the store
+                stored.extend(records)
+            calls["n"] += 1
+
+        drive([first], model, model, sink)
+        if calls["n"] <= rounds:
+            break  # no round was lost: every crash point has been tried
+        if any(isinstance(r, OutcomeRecord) for r in stored):
+            continue
+        fresh, model = make_search()
+        resumed, records = ItemSearch.resume(fresh.item, fresh.config, fresh.query_prompt, fresh.count_tokens,
+                                             [r for r in stored if isinstance(r, RevisionRecord)])
+        rest: list = list(records)
+        drive([resumed], model, model, rest.extend)
+        combined = stored + rest
+        key = lambda r: (type(r).__name__, getattr(r, "step", 0), getattr(r, "candidate_index", None) or 0)
+        assert [(type(r).__name__, getattr(r, "score", None), getattr(r, "thinking", None)) for r in sorted(combined, key=key)] == \
+               [(type(r).__name__, getattr(r, "score", None), getattr(r, "thinking", None)) for r in sorted(uninterrupted, key=key)]
+    assert rounds > 3

@@ -1,0 +1,71 @@
+"""The `ingest` flow: sourcing only, so a schedule can store new files' examples for a later search."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
+
+from reer.flows.synthesize import code_version, load_models
+from reer.settings import Settings
+from reer.sql import read_sql
+from reer.store import Store
+from reer.tasks.mappings import parse_overrides
+from reer.tasks.queries import QUERY_PROMPT_VERSION
+from reer.tasks.sourcing import load_examples, thinking_reserve
+
+
+@flow(name="ingest", log_prints=True)
+def ingest(inputs: list[str], options: dict | None = None, fields: dict[str, str] | None = None,
+           use_model: bool = True) -> dict:
+    """Read `inputs` into the store's examples; every record lands in examples or rejects.
+
+    With the model: token limits, categories and queries for texts without one. Without it
+    (`use_model=False`), examples keep only their given categories and texts without a
+    request are rejected.
+    """
+    settings = Settings(**(options or {}))
+    run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    override = parse_overrides(fields or settings.source_fields)
+    store = Store(settings.db)
+    try:
+        generator, scorer = load_models(settings) if use_model else (None, None)
+        store.write("runs", [{
+            "run_id": run_id, "flow_run_id": flow_run.id, "flow_name": "ingest",
+            "config": settings.model_dump(mode="json"), "generator_model": getattr(generator, "model_id", None),
+            "scorer_model": getattr(scorer, "model_id", None), "backend": settings.backend, "dtype": settings.dtype,
+            "prompt_version": QUERY_PROMPT_VERSION, "code_version": code_version(),
+        }])
+        store.write("run_events", [{"run_id": run_id, "status": "running"}])
+        loaded = load_examples(store, run_id, [Path(p) for p in inputs], scorer=scorer, generator=generator,
+                               override=override, reserve=thinking_reserve(settings.search))
+        summary = {"run_id": run_id, "db": str(settings.db), "examples": len(loaded.examples), **loaded.counts,
+                   "sources": source_counts(store, run_id)}
+        store.write("run_events", [{"run_id": run_id, "status": "completed", "detail": summary}])
+        create_markdown_artifact(markdown=sources_markdown(summary), key="reer-ingest-summary",
+                                 description=f"reer ingest {run_id}")
+        return summary
+    except KeyboardInterrupt:
+        store.write("run_events", [{"run_id": run_id, "status": "interrupted"}])
+        raise
+    except Exception as error:
+        store.write("run_events", [{"run_id": run_id, "status": "failed", "detail": {"error": str(error)}}])
+        raise
+    finally:
+        store.close()
+
+
+def source_counts(store: Store, run_id: str) -> list[dict]:
+    """Per source file: records per status, and rejected ones per reason."""
+    return store.query(read_sql("queries/source_counts"), run_id=run_id).to_dicts()
+
+
+def sources_markdown(summary: dict) -> str:
+    """The ingest summary as a Prefect markdown artifact."""
+    lines = [f"# reer ingest `{summary['run_id']}`", "", "| source | status | reason | records |", "|---|---|---|---|"]
+    lines += [f"| {r['source']} | {r['status']} | {r['reason']} | {r['n']} |" for r in summary["sources"]]
+    return "\n".join(lines)

@@ -1,0 +1,206 @@
+"""Format readers: every file yields raw records (where, data) or rejects; none raises for bad content.
+
+Formats: JSONL, JSON (a list, or an object keyed by id), CSV/TSV, Parquet, a folder written
+by `datasets.save_to_disk` (read with pyarrow, so `datasets` itself is not needed), and
+plain text (.txt/.md: the whole file is one text with no request).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from reer.tasks.records import Rejected
+
+TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".text")
+SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet", *TEXT_SUFFIXES)
+
+
+@dataclass(frozen=True)
+class Raw:
+    """One record as read: where it sits in its file, its parsed data, and its raw text."""
+
+    where: str
+    data: Any
+    payload: str | None = None
+    key: str | None = None  # the record's key in a keyed JSON object
+
+
+def is_text_file(path: Path) -> bool:
+    return path.suffix.lower() in TEXT_SUFFIXES
+
+
+def read_raw(path: Path) -> Iterator[Raw | Rejected]:
+    """Raw records of any supported file or folder; a missing file or unknown format is one reject."""
+    source = str(path)
+    if not path.exists():
+        yield Rejected(source, "(file)", "missing_file", "the file does not exist")
+        return
+    if path.is_dir():
+        yield from _read_dataset_folder(path, source)
+        return
+    reader = _READERS.get(path.suffix.lower())
+    if reader is None:
+        yield Rejected(source, "(file)", "unknown_format",
+                       f"unknown format {path.suffix or '(no suffix)'}: use {', '.join(SUFFIXES)} or a datasets folder")
+        return
+    yield from reader(path, source)
+
+
+def _encoding_detail(error: UnicodeDecodeError) -> str:
+    return f"not UTF-8 ({error.reason} at byte {error.start})"
+
+
+def _read_jsonl(path: Path, source: str) -> Iterator[Raw | Rejected]:
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            where = f"line {number}"
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as error:
+                yield Rejected(source, where, "bad_encoding", _encoding_detail(error), raw.decode("utf-8", "replace"))
+                continue
+            if not line.strip():
+                continue
+            line = line.rstrip("\r\n")
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                yield Rejected(source, where, "malformed_json", f"malformed JSON ({error.msg} at column {error.colno})", line)
+                continue
+            yield Raw(where, record, line)
+
+
+def _read_json(path: Path, source: str) -> Iterator[Raw | Rejected]:
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError as error:
+        yield Rejected(source, "(file)", "bad_encoding", _encoding_detail(error))
+        return
+    except json.JSONDecodeError as error:
+        yield Rejected(source, "(file)", "malformed_json", f"malformed JSON ({error.msg} at line {error.lineno})")
+        return
+    if isinstance(data, dict):
+        for key, record in data.items():
+            yield Raw(f"record {key}", record, json.dumps(record, ensure_ascii=False), key=str(key))
+    elif isinstance(data, list):
+        for index, record in enumerate(data):
+            yield Raw(f"record {index}", record, json.dumps(record, ensure_ascii=False))
+    else:
+        yield Rejected(source, "(file)", "not_a_collection", "expected a JSON list or object of records")
+
+
+def _read_csv(path: Path, source: str) -> Iterator[Raw | Rejected]:
+    # surrogateescape keeps undecodable bytes visible per row, so one bad row never costs the file.
+    text = path.read_bytes().decode("utf-8", "surrogateescape").removeprefix("\ufeff")
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    except csv.Error as error:
+        yield Rejected(source, "line 1", "malformed_row", f"unreadable header ({error})")
+        return
+    yield from _csv_rows(reader, header, source)
+
+
+def _csv_rows(reader, header: list[str], source: str) -> Iterator[Raw | Rejected]:
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            yield Rejected(source, f"line {start}", "malformed_row", f"malformed CSV ({error})")
+            return  # the csv module cannot resynchronise after a broken quote
+        where = f"line {start}"
+        payload = ",".join(row)
+        if not any(cell.strip() for cell in row):
+            continue
+        if _has_bad_bytes(payload):
+            yield Rejected(source, where, "bad_encoding", "not UTF-8 (undecodable bytes in this row)",
+                           payload.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+        elif len(row) != len(header):
+            yield Rejected(source, where, "malformed_row", f"{len(row)} fields where the header has {len(header)}", payload)
+        else:
+            yield Raw(where, dict(zip(header, row)), payload)
+
+
+def _has_bad_bytes(text: str) -> bool:
+    return any("\udc80" <= c <= "\udcff" for c in text)
+
+
+def _read_parquet(path: Path, source: str) -> Iterator[Raw | Rejected]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as error:  # pyarrow raises several types for a damaged or non-Parquet file
+        yield Rejected(source, "(file)", "unreadable_file", f"not a readable Parquet file ({str(error).splitlines()[0]})")
+        return
+    yield from _table_rows(table, "row")
+
+
+def _table_rows(table, label: str) -> Iterator[Raw]:
+    index = 0
+    for batch in table.to_batches(max_chunksize=1024):
+        for record in batch.to_pylist():
+            yield Raw(f"{label} {index}", record, json.dumps(record, ensure_ascii=False, default=str))
+            index += 1
+
+
+def _read_dataset_folder(path: Path, source: str) -> Iterator[Raw | Rejected]:
+    """A folder written by `Dataset.save_to_disk` or `DatasetDict.save_to_disk`."""
+    if (path / "dataset_dict.json").exists():
+        try:
+            splits = json.loads((path / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]
+        except (ValueError, KeyError, OSError) as error:
+            yield Rejected(source, "(folder)", "unreadable_file", f"dataset_dict.json is unreadable ({error.__class__.__name__})")
+            return
+        for split in splits:
+            yield from _read_split(path / split, source, f"{split} row")
+    elif (path / "state.json").exists():
+        yield from _read_split(path, source, "row")
+    else:
+        yield Rejected(source, "(folder)", "unknown_format",
+                       "a folder, but not one saved by datasets (no state.json or dataset_dict.json)")
+
+
+def _read_split(folder: Path, source: str, label: str) -> Iterator[Raw | Rejected]:
+    import pyarrow as pa
+
+    try:
+        files = [f["filename"] for f in json.loads((folder / "state.json").read_text(encoding="utf-8"))["_data_files"]]
+        tables = []
+        for name in files:
+            with pa.memory_map(str(folder / name)) as handle:
+                tables.append(pa.ipc.open_stream(handle).read_all())
+    except Exception as error:  # a missing shard, bad JSON or a damaged Arrow stream
+        first = str(error).splitlines()[0] if str(error) else ""
+        yield Rejected(source, f"({folder.name})", "unreadable_file",
+                       f"a datasets folder that cannot be read ({error.__class__.__name__}: {first})")
+        return
+    if tables:
+        yield from _table_rows(pa.concat_tables(tables), label)
+
+
+def _read_text(path: Path, source: str) -> Iterator[Raw | Rejected]:
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        yield Rejected(source, "whole file", "bad_encoding", _encoding_detail(error), raw.decode("utf-8", "replace"))
+        return
+    yield Raw("whole file", {"text": text}, None)
+
+
+_READERS = {
+    ".jsonl": _read_jsonl, ".ndjson": _read_jsonl, ".json": _read_json, ".csv": _read_csv, ".tsv": _read_csv,
+    ".parquet": _read_parquet, **{suffix: _read_text for suffix in TEXT_SUFFIXES},
+}
