@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
-import uuid
 from pathlib import Path
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
+from reer.flows.runs import complete_run, new_run_id, recorded_run
 from reer.flows.synthesize import code_version, load_models
 from reer.settings import Settings
 from reer.sql import read_sql
@@ -29,34 +28,24 @@ def ingest(inputs: list[str], options: dict | None = None, fields: dict[str, str
     request are rejected.
     """
     settings = Settings(**(options or {}))
-    run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    run_id = new_run_id()
     override = parse_overrides(fields or settings.source_fields)
+    generator, scorer = load_models(settings) if use_model else (None, None)
     store = Store(settings.db)
-    try:
-        generator, scorer = load_models(settings) if use_model else (None, None)
-        store.write("runs", [{
+    with recorded_run(store, {
             "run_id": run_id, "flow_run_id": flow_run.id, "flow_name": "ingest",
             "config": settings.model_dump(mode="json"), "generator_model": getattr(generator, "model_id", None),
             "scorer_model": getattr(scorer, "model_id", None), "backend": settings.backend, "dtype": settings.dtype,
             "prompt_version": QUERY_PROMPT_VERSION, "code_version": code_version(),
-        }])
-        store.write("run_events", [{"run_id": run_id, "status": "running"}])
+    }):
         loaded = load_examples(store, run_id, [Path(p) for p in inputs], scorer=scorer, generator=generator,
                                override=override, reserve=thinking_reserve(settings.search))
         summary = {"run_id": run_id, "db": str(settings.db), "examples": len(loaded.examples), **loaded.counts,
                    "sources": source_counts(store, run_id)}
-        store.write("run_events", [{"run_id": run_id, "status": "completed", "detail": summary}])
+        complete_run(store, run_id, summary)
         create_markdown_artifact(markdown=sources_markdown(summary), key="reer-ingest-summary",
                                  description=f"reer ingest {run_id}")
         return summary
-    except KeyboardInterrupt:
-        store.write("run_events", [{"run_id": run_id, "status": "interrupted"}])
-        raise
-    except Exception as error:
-        store.write("run_events", [{"run_id": run_id, "status": "failed", "detail": {"error": str(error)}}])
-        raise
-    finally:
-        store.close()
 
 
 def source_counts(store: Store, run_id: str) -> list[dict]:

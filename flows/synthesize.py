@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
 from prefect import flow
@@ -12,6 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 import reer
+from reer.flows.runs import complete_run, new_run_id, recorded_run
 from reer.models.loading import load_model
 from reer.settings import Settings
 from reer.sql import read_sql
@@ -52,18 +52,16 @@ def synthesize(inputs: list[str] | None = None, limit: int | None = None, option
     """
     settings = Settings(**(options or {}))
     started = time.perf_counter()
-    run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    run_id = new_run_id()
     paths = [Path(p) for p in inputs] if inputs else [bundled_sample()]
+    generator, scorer = load_models(settings)
     store = Store(settings.db)
-    try:
-        generator, scorer = load_models(settings)
-        store.write("runs", [{
+    with recorded_run(store, {
             "run_id": run_id, "flow_run_id": flow_run.id, "flow_name": "synthesize",
             "config": settings.model_dump(mode="json"), "config_hash": settings.search.fingerprint(),
             "generator_model": generator.model_id, "scorer_model": scorer.model_id, "backend": settings.backend,
             "dtype": settings.dtype, "prompt_version": PROMPT_VERSION, "code_version": code_version(),
-        }])
-        store.write("run_events", [{"run_id": run_id, "status": "running"}])
+    }):
         if from_store:
             loaded = select_pending(store, settings.search, PROMPT_VERSION, generator.model_id, scorer.model_id, limit)
         else:
@@ -80,18 +78,10 @@ def synthesize(inputs: list[str] | None = None, limit: int | None = None, option
                        passed=checks["passed"], pass_rates=checks["pass_rates"], data_docs=checks["data_docs"],
                        duplicates=loaded.duplicates, skipped_done=prepared.skipped_done,
                        resumed=prepared.resumed)
-        store.write("run_events", [{"run_id": run_id, "status": "completed", "detail": summary}])
+        complete_run(store, run_id, summary)
         create_markdown_artifact(markdown=summary_markdown(summary), key="reer-run-summary",
                                  description=f"reer run {run_id}")
         return summary
-    except KeyboardInterrupt:
-        store.write("run_events", [{"run_id": run_id, "status": "interrupted"}])
-        raise
-    except Exception as error:
-        store.write("run_events", [{"run_id": run_id, "status": "failed", "detail": {"error": str(error)}}])
-        raise
-    finally:
-        store.close()
 
 
 def summarize(store: Store, run_id: str, seconds: float, generator, scorer, before) -> dict:

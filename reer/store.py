@@ -79,6 +79,9 @@ class Store:
             payload.append(data)
         if not payload:
             return 0
+        # A multi-row insert takes its columns from the first row: give every row the same keys.
+        keys = {k for data in payload for k in data}
+        payload = [{k: data.get(k) for k in keys} for data in payload]
         statement = insert(t).prefix_with("OR IGNORE") if name in KEYED else insert(t)
         con.execute(statement, payload)
         return len(payload)

@@ -1,0 +1,38 @@
+"""A run's life in the store, shared by every flow: its row, then running -> completed | interrupted | failed."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from contextlib import contextmanager
+from typing import Iterator
+
+from reer.store import Store
+
+
+def new_run_id() -> str:
+    """Sortable by start time, unique across processes."""
+    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+
+@contextmanager
+def recorded_run(store: Store, run: dict) -> Iterator[None]:
+    """Store the run and 'running'; on Ctrl-C or an error store that status and re-raise; close the store."""
+    run_id = run["run_id"]
+    try:
+        store.write("runs", [run])
+        store.write("run_events", [{"run_id": run_id, "status": "running"}])
+        yield
+    except KeyboardInterrupt:
+        store.write("run_events", [{"run_id": run_id, "status": "interrupted"}])
+        raise
+    except Exception as error:
+        store.write("run_events", [{"run_id": run_id, "status": "failed", "detail": {"error": str(error)}}])
+        raise
+    finally:
+        store.close()
+
+
+def complete_run(store: Store, run_id: str, summary: dict) -> None:
+    """The run finished: its figures go with the 'completed' status."""
+    store.write("run_events", [{"run_id": run_id, "status": "completed", "detail": summary}])
