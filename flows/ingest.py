@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
+from reer.flows.naming import ingest_run_name, run_tags, source_label, tag_flow_run
 from reer.flows.runs import complete_run, new_run_id, recorded_run
 from reer.flows.synthesize import code_version, load_models
 from reer.settings import Settings
@@ -18,7 +20,7 @@ from reer.tasks.queries import QUERY_PROMPT_VERSION
 from reer.tasks.sourcing import load_examples, thinking_reserve
 
 
-@flow(name="ingest", log_prints=True)
+@flow(name="ingest", log_prints=True, flow_run_name=ingest_run_name)
 def ingest(inputs: list[str], options: dict | None = None, fields: dict[str, str] | None = None,
            use_model: bool = True) -> dict:
     """Read `inputs` into the store's examples; every record lands in examples or rejects.
@@ -30,15 +32,16 @@ def ingest(inputs: list[str], options: dict | None = None, fields: dict[str, str
     settings = Settings(**(options or {}))
     run_id = new_run_id()
     override = parse_overrides(fields or settings.source_fields)
+    store = Store(settings.db)  # first: a second writer is refused before it loads any model
     generator, scorer = load_models(settings) if use_model else (None, None)
-    store = Store(settings.db)
     with recorded_run(store, {
             "run_id": run_id, "flow_run_id": flow_run.id, "flow_name": "ingest",
             "config": settings.model_dump(mode="json"), "generator_model": getattr(generator, "model_id", None),
             "scorer_model": getattr(scorer, "model_id", None), "backend": settings.backend, "dtype": settings.dtype,
             "prompt_version": QUERY_PROMPT_VERSION, "code_version": code_version(),
     }):
-        loaded = load_examples(store, run_id, [Path(p) for p in inputs], scorer=scorer, generator=generator,
+        tag_flow_run(run_tags(source_label(inputs), getattr(generator, "model_id", None), getattr(scorer, "model_id", None)))
+        loaded = load_examples(store, run_id, expand_inputs(inputs), scorer=scorer, generator=generator,
                                override=override, reserve=thinking_reserve(settings.search))
         summary = {"run_id": run_id, "db": str(settings.db), "examples": len(loaded.examples), **loaded.counts,
                    "sources": source_counts(store, run_id)}
@@ -46,6 +49,18 @@ def ingest(inputs: list[str], options: dict | None = None, fields: dict[str, str
         create_markdown_artifact(markdown=sources_markdown(summary), key="reer-ingest-summary",
                                  description=f"reer ingest {run_id}")
         return summary
+
+
+def expand_inputs(inputs: list[str]) -> list[Path]:
+    """Paths, with glob patterns (incoming/*.jsonl) expanded in sorted order, so a schedule can name a drop folder.
+
+    A pattern that matches nothing adds nothing; a plain path is kept even if missing (it is rejected as such).
+    """
+    paths: list[Path] = []
+    for item in inputs:
+        matches = sorted(glob.glob(item)) if any(c in item for c in "*?[") else [item]
+        paths += [Path(m) for m in matches]
+    return paths
 
 
 def source_counts(store: Store, run_id: str) -> list[dict]:

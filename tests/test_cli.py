@@ -1,4 +1,4 @@
-"""`reer validate` and `reer export` on a crafted store: tables and paths out, one clear line for bad input."""
+"""`reer validate`, `export`, `report` and `deploy` on a crafted store: tables and paths out, one clear line for bad input."""
 
 from __future__ import annotations
 
@@ -41,3 +41,18 @@ def test_an_unknown_run_or_database_is_one_line(tmp_path):
         assert result.exit_code == 1 and "Traceback" not in result.output
     assert "no run 'nope'" in unknown.output
     assert "no reer database" in missing.output and not (tmp_path / "missing.duckdb").exists()
+
+
+def test_report_writes_the_html_of_the_latest_run_and_says_where(tmp_path):
+    db = crafted_db(tmp_path)
+    result = CliRunner().invoke(app, ["report", "--db", str(db), "--out", str(tmp_path / "out")], terminal_width=300)
+    assert result.exit_code == 0, result.output
+    report = tmp_path / "out" / "run-1" / "report.html"
+    assert report.exists() and report.resolve().as_uri() in result.output
+    unknown = CliRunner().invoke(app, ["report", "nope", "--db", str(db), "--out", str(tmp_path / "out")])
+    assert unknown.exit_code == 1 and "no run 'nope'" in unknown.output and "Traceback" not in unknown.output
+
+
+def test_deploy_without_a_server_is_one_line(tmp_path):
+    result = CliRunner().invoke(app, ["deploy", "--port", "9"], terminal_width=200)
+    assert result.exit_code == 1 and "no Prefect server answers at http://127.0.0.1:9/api" in result.output

@@ -1,0 +1,78 @@
+"""The HTML run report and the run artifacts' builders, on a crafted store (no model, no server)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from reer.tasks.artifacts import items_table, summary_markdown
+from reer.tasks.report import build_report, latest_run, report_data
+from reer.tasks.svg import histogram, line_chart, nice_ticks
+from tests.tasks.crafted import CLEAN, fill_store
+
+PLOTS = ("plot-score-per-step", "plot-relative-improvement", "plot-acceptance-by-segment", "plot-throughput")
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = fill_store(tmp_path / "reer.duckdb", list(CLEAN.values()))
+    store.write("rejects", [{"run_id": "run-1", "stage": "sourcing", "reason": "malformed_json",
+                             "detail": "line 3: malformed JSON"}])
+    yield store
+    store.close()
+
+
+def test_the_report_is_one_self_contained_file_with_every_plot(store, tmp_path):
+    path = build_report(store.query, "run-1", tmp_path / "out")
+    assert path == tmp_path / "out" / "run-1" / "report.html"
+    html = path.read_text(encoding="utf-8")
+    for ident in PLOTS:
+        assert f'id="{ident}"' in html
+    assert html.count("<svg") == len(PLOTS)
+    # Nothing to fetch: no scripts, no external stylesheets, images or links to the network.
+    assert "<script" not in html
+    assert not re.search(r'(src|href)="(https?:)?//', html)
+    assert "reer run run-1" in html and "malformed_json" in html and "traj-a" in html
+
+
+def test_the_report_rows_come_from_sql(store):
+    data = report_data(store.query, "run-1")
+    assert data.figures["items"] == 2 and data.header["status"] == "completed"
+    assert {r["trajectory_id"] for r in data.items} == {"traj-a", "traj-b"}
+    improvement = {r["trajectory_id"]: r["relative_improvement"] for r in data.items}
+    assert improvement["traj-a"] == pytest.approx((0.9 - 0.7) / 0.9)
+    assert [(r["step"], r["best_score"]) for r in data.steps if r["trajectory_id"] == "traj-b"] == [(0, 0.8), (1, 0.6)]
+    assert data.segments == [{"segment_index": 0, "steps": 2, "accepted_steps": 2, "candidates": 2, "unparsable": 0,
+                              "acceptance_rate": 1.0}]
+    assert data.throughput[-1]["finished_total"] == 2
+    assert [(r["reason"], r["n"]) for r in data.rejects] == [("malformed_json", 1)]
+
+
+def test_an_unknown_run_is_a_lookup_error_and_latest_finds_the_run(store, tmp_path):
+    with pytest.raises(LookupError, match="no run 'nope'"):
+        build_report(store.query, "nope", tmp_path)
+    assert latest_run(store.query) == "run-1"
+
+
+def test_the_items_table_and_markdown_summary(store, tmp_path):
+    rows = items_table(store.query, "run-1")
+    assert {r["trajectory_id"]: (r["initial_score"], r["final_score"], r["steps"], r["accepted_edits"], r["status"])
+            for r in rows} == {"traj-a": (0.9, 0.7, 2, 1, "completed"), "traj-b": (0.8, 0.6, 2, 1, "completed")}
+    report = tmp_path / "report.html"
+    markdown = summary_markdown({"run_id": "run-1", "items": 2, "completed": 2, "wall_seconds": 12.5,
+                                 "items_per_hour": 576.0, "passed": 1, "pass_rates": {"trajectories.ends_sentence": 0.5},
+                                 "rejects_by_reason": [{"stage": "sourcing", "reason": "malformed_json", "n": 1}],
+                                 "report": str(report), "data_docs": None, "exported": {}})
+    assert "| sourcing | malformed_json | 1 |" in markdown
+    assert "| trajectories.ends_sentence | 50.0% |" in markdown
+    assert "| items per hour | 576.0000 |" in markdown
+    assert f"[report.html]({report.resolve().as_uri()})" in markdown
+
+
+def test_charts_cope_with_nothing_and_with_one_value():
+    assert "nothing to plot yet" in line_chart({}, "x", "y", "empty")
+    single = histogram([0.25], "improvement", "one item")
+    assert single.startswith("<svg") and "mean 25%" in single
+    ticks = nice_ticks(0.0012, 0.0041)
+    assert ticks[0] <= 0.0012 and ticks[-1] >= 0.0041 and len(ticks) <= 8
