@@ -12,6 +12,7 @@ from prefect.runtime import flow_run
 from reer.flows.naming import ingest_run_name, run_tags, source_label, tag_flow_run
 from reer.flows.runs import complete_run, new_run_id, recorded_run
 from reer.flows.synthesize import code_version, load_models
+from reer.models.loading import backend_label
 from reer.settings import Settings
 from reer.sql import read_sql
 from reer.store import Store
@@ -37,7 +38,7 @@ def ingest(inputs: list[str], options: dict | None = None, fields: dict[str, str
     with recorded_run(store, {
             "run_id": run_id, "flow_run_id": flow_run.id, "flow_name": "ingest",
             "config": settings.model_dump(mode="json"), "generator_model": getattr(generator, "model_id", None),
-            "scorer_model": getattr(scorer, "model_id", None), "backend": settings.backend, "dtype": settings.dtype,
+            "scorer_model": getattr(scorer, "model_id", None), "backend": backend_label(settings), "dtype": settings.dtype,
             "prompt_version": QUERY_PROMPT_VERSION, "code_version": code_version(),
     }):
         tag_flow_run(run_tags(source_label(inputs), getattr(generator, "model_id", None), getattr(scorer, "model_id", None)))

@@ -1,4 +1,5 @@
-"""A run's life in the store, shared by every flow: its row, then running -> completed | interrupted | failed."""
+"""A run's life in the store, shared by every flow: its row, then running -> completed | interrupted | failed
+(or crashed, written by the next run when a process died without a word)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ def recorded_run(store: Store, run: dict) -> Iterator[None]:
     """Store the run and 'running'; on Ctrl-C or an error store that status and re-raise; close the store."""
     run_id = run["run_id"]
     try:
+        mark_crashed(store)
         store.write("runs", [run])
         store.write("run_events", [{"run_id": run_id, "status": "running"}])
         yield
@@ -30,7 +32,17 @@ def recorded_run(store: Store, run: dict) -> Iterator[None]:
         store.write("run_events", [{"run_id": run_id, "status": "failed", "detail": {"error": str(error)}}])
         raise
     finally:
+        store.drop_snapshot()
         store.close()
+
+
+def mark_crashed(store: Store) -> list[str]:
+    """Runs still 'running' died without a word (a kill, a power cut): this process holds the
+    write lock, so none of them can still be alive. Say so in their status."""
+    dead = store.query("SELECT run_id FROM run_overview WHERE status = 'running'")["run_id"].to_list()
+    store.write("run_events", [{"run_id": r, "status": "crashed",
+                                "detail": {"found_by": "the next run on this database"}} for r in dead])
+    return dead
 
 
 def complete_run(store: Store, run_id: str, summary: dict) -> None:

@@ -7,18 +7,22 @@ import time
 from pathlib import Path
 
 from prefect import flow
-from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
+from prefect.tasks import exponential_backoff
 
 import reer
+from reer.faults import checkpoint
+from reer.flows.naming import flow_run_url, run_tags, source_label, synthesize_run_name, tag_flow_run
 from reer.flows.runs import complete_run, new_run_id, recorded_run
-from reer.models.loading import load_model
+from reer.models.loading import backend_label, load_model, role_options
 from reer.settings import Settings
 from reer.sql import read_sql
 from reer.store import Store
+from reer.tasks.artifacts import create_run_artifacts
 from reer.tasks.context import PROMPT_VERSION
 from reer.tasks.export import export_run
 from reer.tasks.quality import validate_run
+from reer.tasks.report import write_report
 from reer.tasks.search import prepare_searches, search_examples
 from reer.tasks.mappings import parse_overrides
 from reer.tasks.sourcing import bundled_sample, load_examples, select_pending, thinking_reserve
@@ -36,13 +40,12 @@ def code_version() -> str:
 
 
 def load_models(settings: Settings):
-    """Generator and scorer (one object when they name the same model)."""
-    common = dict(backend=settings.backend, dtype=settings.dtype, home=settings.home, threads=settings.threads,
-                  generation_rows=settings.generation_rows, score_batch_tokens=settings.score_batch_tokens)
-    return load_model(settings.generator_model, **common), load_model(settings.scorer_model, **common)
+    """Generator and scorer, each on its own backend (one object when model and backend are the same)."""
+    return (load_model(settings.generator_model, **role_options(settings, "generator")),
+            load_model(settings.scorer_model, **role_options(settings, "scorer")))
 
 
-@flow(name="synthesize", log_prints=True)
+@flow(name="synthesize", log_prints=True, flow_run_name=synthesize_run_name)
 def synthesize(inputs: list[str] | None = None, limit: int | None = None, options: dict | None = None,
                from_store: bool = False) -> dict:
     """Search REER thinking for every (query, reference) pair in `inputs` (default: the bundled sample).
@@ -54,33 +57,44 @@ def synthesize(inputs: list[str] | None = None, limit: int | None = None, option
     started = time.perf_counter()
     run_id = new_run_id()
     paths = [Path(p) for p in inputs] if inputs else [bundled_sample()]
+    store = Store(settings.db)  # first: a second writer is refused before it loads any model
     generator, scorer = load_models(settings)
-    store = Store(settings.db)
     with recorded_run(store, {
             "run_id": run_id, "flow_run_id": flow_run.id, "flow_name": "synthesize",
             "config": settings.model_dump(mode="json"), "config_hash": settings.search.fingerprint(),
-            "generator_model": generator.model_id, "scorer_model": scorer.model_id, "backend": settings.backend,
+            "generator_model": generator.model_id, "scorer_model": scorer.model_id, "backend": backend_label(settings),
             "dtype": settings.dtype, "prompt_version": PROMPT_VERSION, "code_version": code_version(),
     }):
+        tag_flow_run(run_tags(source_label(inputs, from_store), generator.model_id, scorer.model_id,
+                              settings.search.fingerprint()))
         if from_store:
             loaded = select_pending(store, settings.search, PROMPT_VERSION, generator.model_id, scorer.model_id, limit)
         else:
             loaded = load_examples(store, run_id, paths, limit, scorer=scorer, generator=generator,
                                    override=parse_overrides(settings.source_fields),
                                    reserve=thinking_reserve(settings.search))
+        checkpoint("sourced")
         prepared = prepare_searches(store, run_id, loaded.examples, settings.search, generator, scorer)
+        checkpoint("prepared")
         before = (generator.stats.__dict__.copy(), scorer.stats.__dict__.copy())
-        search_examples(store, run_id, prepared.searches, generator, scorer, settings.generation_rows)
+        search = search_examples.with_options(retries=settings.model_retries,
+                                              retry_delay_seconds=exponential_backoff(settings.retry_backoff_seconds))
+        search(store, run_id, prepared.searches, generator, scorer, settings.generation_rows, settings.snapshot_seconds)
         checks = validate_run(store, run_id, settings.quality, settings.out)
+        checkpoint("validated")
         exported = export_run(store, run_id, settings.out)
+        checkpoint("exported")
         summary = summarize(store, run_id, time.perf_counter() - started, generator, scorer, before)
         summary.update(run_id=run_id, db=str(settings.db), exported=exported, checks=checks,
                        passed=checks["passed"], pass_rates=checks["pass_rates"], data_docs=checks["data_docs"],
                        duplicates=loaded.duplicates, skipped_done=prepared.skipped_done,
                        resumed=prepared.resumed)
+        checkpoint("summarized")
         complete_run(store, run_id, summary)
-        create_markdown_artifact(markdown=summary_markdown(summary), key="reer-run-summary",
-                                 description=f"reer run {run_id}")
+        # After 'completed' is stored, so the report shows the run as it ended.
+        summary.update(flow_run_url=flow_run_url())
+        summary["report"] = write_report(store, run_id, settings.out, summary["flow_run_url"])
+        create_run_artifacts(store.query, summary)
         return summary
 
 
@@ -97,29 +111,9 @@ def summarize(store: Store, run_id: str, seconds: float, generator, scorer, befo
     ).to_dicts()
     summary.update(
         wall_seconds=round(seconds, 1),
-        items_per_hour=round(3600 * (summary["completed"] or 0) / seconds, 1) if seconds else None,
+        items_per_hour=round(3600 * (summary["completed_here"] or 0) / seconds, 1) if seconds else None,
         generated_tokens_per_second=round(gen_tokens / gen_seconds, 1) if gen_seconds else None,
         scored_tokens_per_second=round(scored / score_seconds, 1) if score_seconds else None,
     )
     return summary
 
-
-def summary_markdown(summary: dict) -> str:
-    """The run summary as a Prefect markdown artifact."""
-    def fmt(value):
-        return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-    keys = ["items", "completed", "rejected_in_search", "rejected_inputs", "mean_initial_score", "mean_final_score",
-            "mean_score_drop", "accepted_edits", "revisions", "unparsable", "wall_seconds", "items_per_hour",
-            "generated_tokens_per_second", "scored_tokens_per_second"]
-    lines = [f"# reer run `{summary['run_id']}`", "", "| figure | value |", "|---|---|"]
-    lines += [f"| {k.replace('_', ' ')} | {fmt(summary.get(k))} |" for k in keys]
-    if summary["rejects_by_reason"]:
-        lines += ["", "## Rejected", "", "| stage | reason | count |", "|---|---|---|"]
-        lines += [f"| {r['stage']} | {r['reason']} | {r['n']} |" for r in summary["rejects_by_reason"]]
-    lines += ["", f"Passed every check: {summary.get('passed')} of {summary.get('completed')}"]
-    if summary.get("pass_rates"):
-        lines += ["", "## Pass rate per check", "", "| check | pass rate |", "|---|---|"]
-        lines += [f"| {name} | {rate:.1%} |" for name, rate in summary["pass_rates"].items()]
-    lines += ["", f"Exported: `{summary['exported'].get('parquet', '')}`", f"Data Docs: `{summary.get('data_docs')}`"]
-    return "\n".join(lines)

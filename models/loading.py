@@ -56,6 +56,12 @@ def role_options(settings, role: str) -> dict:
     )
 
 
+def backend_label(settings) -> str:
+    """The backends a run uses, as stored in runs.backend: one name, or each role's when they differ."""
+    generator, scorer = (role_options(settings, role)["backend"] for role in ("generator", "scorer"))
+    return generator if generator == scorer else f"generator={generator},scorer={scorer}"
+
+
 @lru_cache(maxsize=4)
 def load_model(
     name: str,

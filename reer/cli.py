@@ -117,7 +117,10 @@ def _run_with_progress(inputs, limit, options, from_store: bool = False) -> dict
     except Exception as error:  # a user sees one line; Prefect's run log keeps the traceback
         _fail(f"run failed: {error.__class__.__name__}: {str(error).splitlines()[0] if str(error) else ''} (details: reer run -v)")
     except KeyboardInterrupt:
-        _fail("interrupted; finished items are stored. Run the same command again to go on.")
+        Console(stderr=True).print("[yellow]reer:[/yellow] interrupted; every finished search step is stored "
+                                   "and the run is marked interrupted. Run the same command again to resume.",
+                                   highlight=False)
+        raise typer.Exit(130)
 
 
 def _print_summary(summary: dict) -> None:
@@ -133,6 +136,7 @@ def _print_summary(summary: dict) -> None:
         ("mean score drop", _num(summary["mean_score_drop"])),
         ("accepted edits / candidates", f"{summary['accepted_edits'] or 0} / {summary['candidates']}"),
         ("unparsable rewrites", summary["unparsable"]),
+        ("rewrites repeating their segment", summary["unchanged"]),
         ("wall time", f"{summary['wall_seconds']} s"),
         ("items per hour", summary["items_per_hour"]),
         ("generated tokens/s", summary["generated_tokens_per_second"]),
@@ -141,6 +145,7 @@ def _print_summary(summary: dict) -> None:
         ("passed every check", f"{summary.get('passed', '-')} of {summary['completed']}"),
         ("exported", summary["exported"].get("parquet", "")),
         ("data docs", summary.get("data_docs") or "-"),
+        ("report", summary.get("report") or "-"),
     ]
     for name, value in rows:
         table.add_row(name, str(value))
@@ -213,9 +218,10 @@ def show(
     if revisions.is_empty():
         _fail(f"no trajectory matches {item!r} (list them: reer sql \"SELECT trajectory_id FROM outcomes\")")
     trajectory = revisions["trajectory_id"][0]
-    revisions = revisions.filter((revisions["trajectory_id"] == trajectory) & (revisions["run_id"] == revisions["run_id"][0]))
+    revisions = revisions.filter(revisions["trajectory_id"] == trajectory)
     first = revisions.row(0, named=True)
-    out.print(f"[bold]trajectory {trajectory}[/bold]  run {first['run_id']}  example {first['example_id']}")
+    runs = ", ".join(dict.fromkeys(revisions["run_id"].to_list()))
+    out.print(f"[bold]trajectory {trajectory}[/bold]  run {runs}  example {first['example_id']}")
     out.print(f"[dim]query:[/dim] {first['query'][:300]}")
     table = Table()
     for name in ("step", "segment", "cand", "status", "accepted", "score", "nll", "ppl", "text"):
@@ -443,10 +449,168 @@ def _print_sources(run_id: str, rows: list[dict]) -> None:
                 out.print(f"  {labels[source]}: rejected {r['reason']} x{r['n']}")
 
 
+@app.command()
+def report(
+    run_id: Optional[str] = typer.Argument(None, help="run to report on (default: the latest completed synthesize run)"),
+    db: Optional[Path] = typer.Option(None, help="DuckDB file"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="the report goes to <out>/<run_id>/report.html"),
+) -> None:
+    """Write a run's HTML report: score per step, improvement, acceptance per segment, throughput, rejects, checks."""
+    from functools import partial
+
+    from reer.settings import Settings
+    from reer.store import StoreBusy, read_only_query
+    from reer.tasks.report import build_report, latest_run
+
+    query = partial(read_only_query, _db(db))
+    try:
+        run_id = run_id or latest_run(query)
+        if run_id is None:
+            _fail("no completed synthesize run in the store yet (reer run first)")
+        written = build_report(query, run_id, out_dir or Settings().out)
+    except (StoreBusy, FileNotFoundError) as error:
+        _fail(str(error))
+    except LookupError as error:
+        _fail(f"{error} (list them: reer sql \"SELECT run_id, flow_name, status FROM run_overview\")")
+    out.print(f"report of run {run_id}: {written}", soft_wrap=True)
+    out.print(f"open it: {written.resolve().as_uri()}", soft_wrap=True)
+
+
+@app.command()
+def deploy(
+    names: Optional[list[str]] = typer.Argument(None, help="deployments to create (default: every one in prefect.yaml)"),
+    port: Optional[int] = typer.Option(None, help="the Prefect server on 127.0.0.1:PORT (default: PREFECT_API_URL, "
+                                       "else 4200)"),
+) -> None:
+    """Create prefect.yaml's work pool (if missing) and deployments on a running Prefect server."""
+    _quiet_prefect(False)
+    from reer.deployments import DeployError, api_url, deploy as deploy_all, server_answers
+
+    api = api_url(port)
+    if not server_answers(api):
+        _fail(f"no Prefect server answers at {api}; start one with `reer dashboard`")
+    try:
+        deployed = deploy_all(api, names or None)
+    except DeployError as error:
+        _fail(str(error))
+    for name in deployed:
+        out.print(f"deployed {name}", soft_wrap=True)
+    out.print(f"runs start once a worker polls the pool: PREFECT_API_URL={api} prefect worker start --pool reer",
+              soft_wrap=True)
+
+
+@app.command()
+def serve(
+    names: Optional[list[str]] = typer.Argument(None, help="deployments to serve (default: every one in prefect.yaml)"),
+    port: Optional[int] = typer.Option(None, help="the Prefect server on 127.0.0.1:PORT (default: PREFECT_API_URL, "
+                                       "else 4200)"),
+) -> None:
+    """Serve prefect.yaml's deployments from this process: schedules run here, no pool or worker (Ctrl-C stops)."""
+    _quiet_prefect(False)
+    from reer.deployments import DeployError, api_url, runner_deployments, server_answers
+
+    api = api_url(port)
+    if not server_answers(api):
+        _fail(f"no Prefect server answers at {api}; start one with `reer dashboard`")
+    from prefect import serve as serve_deployments
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: api}):
+        try:
+            deployments = runner_deployments(names or None)
+        except DeployError as error:
+            _fail(str(error))
+        if not deployments:
+            _fail(f"no deployment named {', '.join(names or [])} in prefect.yaml")
+        try:
+            serve_deployments(*deployments)
+        except KeyboardInterrupt:
+            out.print("stopped serving", soft_wrap=True)
+
+
+@app.command()
+def dashboard(
+    port: Optional[int] = typer.Option(None, help="serve on 127.0.0.1:PORT (default: PREFECT_API_URL's port, else 4200)"),
+    foreground: bool = typer.Option(False, "--foreground", help="run the server in this terminal (Ctrl-C stops it)"),
+    stop: bool = typer.Option(False, "--stop", help="stop the server an earlier `reer dashboard` started"),
+    db: Optional[Path] = typer.Option(None, help="DuckDB file, to find the latest report"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="export folder, to find the latest report"),
+) -> None:
+    """Start the Prefect dashboard on 127.0.0.1 unless one answers; print where it and the latest report are."""
+    import subprocess
+    from urllib.parse import urlparse
+
+    from reer.deployments import (ServerError, api_url, configured_api_url, port_of, server_answers, server_command,
+                                  server_env, start_server, stop_server, ui_url)
+    from reer.settings import Settings
+
+    settings = Settings()
+    pid_path, log_path = settings.home / "prefect-server.pid", settings.home / "prefect-server.log"
+    if stop:
+        stopped = stop_server(pid_path)
+        out.print("stopped the dashboard server" if stopped else "no server started by `reer dashboard` is running")
+        return
+    api = api_url(port)
+    running = server_answers(api)
+    if not running and urlparse(api).hostname not in ("127.0.0.1", "localhost"):
+        _fail(f"PREFECT_API_URL is {api}, which does not answer; reer starts servers on 127.0.0.1 only (use --port)")
+    if running:
+        out.print(f"a Prefect server already answers at {api}", soft_wrap=True)
+    elif not foreground:
+        out.print(f"starting the Prefect server on 127.0.0.1:{port_of(api)} (log: {log_path})", soft_wrap=True)
+        try:
+            start_server(port_of(api), log_path, pid_path)
+        except ServerError as error:
+            _fail(str(error))
+    out.print(f"dashboard: {ui_url(api)}", soft_wrap=True)
+    if configured_api_url() != api:
+        out.print(f"send runs there: export PREFECT_API_URL={api}", soft_wrap=True)
+    _print_latest_report(db, out_dir or settings.out)
+    if not running and not foreground:
+        out.print("stop it: reer dashboard --stop", soft_wrap=True)
+    if foreground and not running:
+        settings.home.mkdir(parents=True, exist_ok=True)
+        try:
+            subprocess.run(server_command(port_of(api)), env=server_env(port_of(api)))
+        except KeyboardInterrupt:
+            pass
+
+
+def _print_latest_report(db: Optional[Path], out_dir: Path) -> None:
+    """Where the latest completed run's report is, or how to write it."""
+    from functools import partial
+
+    from reer.store import StoreBusy, read_only_query
+    from reer.tasks.report import latest_run, report_path
+
+    try:
+        run_id = latest_run(partial(read_only_query, _db(db)))
+    except (StoreBusy, FileNotFoundError) as error:
+        out.print(f"latest report: unknown ({str(error).splitlines()[0]})", soft_wrap=True)
+        return
+    if run_id is None:
+        out.print("latest report: none yet (reer run, then reer report)", soft_wrap=True)
+        return
+    path = report_path(out_dir, run_id)
+    if path.exists():
+        out.print(f"latest report: {path.resolve().as_uri()}", soft_wrap=True)
+    else:
+        out.print(f"latest report: not written yet for run {run_id} (reer report {run_id})", soft_wrap=True)
+
+
 def main() -> None:
     """Entry point: run the command; keep the interpreter's teardown noise off the terminal."""
     try:
         app()
+    except Exception as error:  # a bug, not bad input: one line, and the traceback when asked for
+        if os.environ.get("REER_TRACEBACK"):
+            import traceback
+
+            traceback.print_exc()
+        first = str(error).splitlines()[0] if str(error) else ""
+        Console(stderr=True).print(f"[red]reer:[/red] unexpected {error.__class__.__name__}: {first} "
+                                   "(REER_TRACEBACK=1 shows where)", highlight=False)
+        sys.exit(1)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -13,6 +15,8 @@ import polars as pl
 from sqlalchemy import column, create_engine, insert, table
 from sqlalchemy.engine import Connection, Engine
 
+from reer.console import notice
+from reer.faults import checkpoint
 from reer.sql import read_sql
 
 TABLES = ("runs", "run_events", "examples", "trajectories", "revisions", "outcomes", "rejects", "checks", "exports",
@@ -29,10 +33,16 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
+def snapshot_path(path: Path) -> Path:
+    """Where a run publishes a consistent copy of its database for readers: reer.snapshot.duckdb."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.snapshot{path.suffix or '.duckdb'}")
+
+
 def _busy_message(path: Path, error: Exception) -> str:
     return (
-        f"{path} is held by another reer process that is writing to it; "
-        f"wait for that run to finish, or query a copy (cp {path} /tmp/snapshot.duckdb). ({error.__class__.__name__})"
+        f"{path} is held by another reer process that is writing to it; wait for that run to finish "
+        f"(readers get its snapshot {snapshot_path(path).name}, published after its batches). ({error.__class__.__name__})"
     )
 
 
@@ -96,6 +106,29 @@ class Store:
             raw = con.connection.driver_connection  # the duckdb connection under SQLAlchemy
             return raw.sql(sql, params=params or None).pl()
 
+    def publish_snapshot(self) -> Path:
+        """Copy the database, as of now, to its snapshot file: readers use it while this process writes."""
+        target = snapshot_path(self.path)
+        partial = target.with_name(target.name + ".partial")
+        partial.unlink(missing_ok=True)
+        # DuckDB copies it: opening the file any other way, even to read it, and closing it again
+        # would drop this process's POSIX lock on it and let a second writer in.
+        with self.engine.connect() as con:
+            raw = con.connection.driver_connection
+            source = raw.sql("SELECT current_database()").fetchall()[0][0]
+            raw.execute(f"ATTACH '{partial}' AS reer_snapshot")
+            try:
+                raw.execute(f'COPY FROM DATABASE "{source}" TO reer_snapshot')
+            finally:
+                raw.execute("DETACH reer_snapshot")
+        checkpoint("snapshot")
+        os.replace(partial, target)  # readers see the old snapshot or the new one, never half of one
+        return target
+
+    def drop_snapshot(self) -> None:
+        """The writer is done: readers open the database itself again."""
+        snapshot_path(self.path).unlink(missing_ok=True)
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -108,7 +141,12 @@ def read_only_query(path: Path, sql: str, **params: Any) -> pl.DataFrame:
     try:
         con = duckdb.connect(str(path), read_only=True)
     except duckdb.IOException as error:
-        raise StoreBusy(_busy_message(path, error)) from None
+        snapshot = snapshot_path(path)
+        if "lock" not in str(error).lower() or not snapshot.exists():
+            raise StoreBusy(_busy_message(path, error)) from None
+        con = duckdb.connect(str(snapshot), read_only=True)
+        taken = time.strftime("%H:%M:%S", time.localtime(snapshot.stat().st_mtime))
+        notice(f"a run is writing {path}; reading its snapshot of {taken} (rows up to its last finished batch)")
     try:
         return con.sql(sql, params=params or None).pl()
     finally:

@@ -73,8 +73,10 @@ CREATE TABLE IF NOT EXISTS source_records (
     created_at    TIMESTAMPTZ DEFAULT current_timestamp
 );
 
--- One row per attempt at a trajectory. trajectory_id hashes (example, search config,
--- prompt version, models, seed): the same inputs and settings give the same id.
+-- One row per run that covers a trajectory. trajectory_id hashes (example, search config,
+-- prompt version, models, seed): the same inputs and settings give the same id, so a rerun
+-- of the same command finds the same trajectories. `start` says how this run found it:
+-- new, resumed (steps stored by an earlier run) or finished (an earlier run ended it).
 CREATE TABLE IF NOT EXISTS trajectories (
     trajectory_id   VARCHAR NOT NULL,
     run_id          VARCHAR NOT NULL,
@@ -85,9 +87,12 @@ CREATE TABLE IF NOT EXISTS trajectories (
     scorer_model    VARCHAR,
     seed            UBIGINT,
     language        VARCHAR,
+    start           VARCHAR,
     created_at      TIMESTAMPTZ DEFAULT current_timestamp,
     PRIMARY KEY (trajectory_id, run_id)
 );
+-- Stores made by reer 0.1.0 lack the column.
+ALTER TABLE trajectories ADD COLUMN IF NOT EXISTS start VARCHAR;
 
 -- Every version of the thinking: the initial one, every candidate (scored or not), with
 -- its parent (the best revision when it was proposed) and whether it was accepted.
@@ -103,7 +108,7 @@ CREATE TABLE IF NOT EXISTS revisions (
     segment_text     VARCHAR,            -- the rewritten segment (raw output when unparsable)
     thinking         VARCHAR NOT NULL,   -- the whole thinking this revision stands for
     accepted         BOOLEAN NOT NULL,
-    status           VARCHAR NOT NULL,   -- scored | rejected | unparsable
+    status           VARCHAR NOT NULL,   -- scored | rejected | unparsable | unchanged
     note             VARCHAR,            -- why it was rejected or skipped
     score            DOUBLE,             -- -mean(clip(logp, -2, 0)) over scored answer tokens
     nll              DOUBLE,             -- unclipped mean negative log-likelihood
@@ -116,9 +121,9 @@ CREATE TABLE IF NOT EXISTS revisions (
     created_at       TIMESTAMPTZ DEFAULT current_timestamp
 );
 
--- How each attempt ended.
+-- How each trajectory ended: one outcome per trajectory, written by the run that ended it.
 CREATE TABLE IF NOT EXISTS outcomes (
-    trajectory_id     VARCHAR NOT NULL,
+    trajectory_id     VARCHAR PRIMARY KEY,
     run_id            VARCHAR NOT NULL,
     status            VARCHAR NOT NULL,  -- completed | rejected
     reason            VARCHAR NOT NULL,  -- below_tau | pass_complete | too_short | ...
@@ -128,8 +133,7 @@ CREATE TABLE IF NOT EXISTS outcomes (
     steps             INTEGER,
     accepted_edits    INTEGER,
     segments          INTEGER,
-    created_at        TIMESTAMPTZ DEFAULT current_timestamp,
-    PRIMARY KEY (trajectory_id, run_id)
+    created_at        TIMESTAMPTZ DEFAULT current_timestamp
 );
 
 -- Every input record or item that was dropped, with its reason. Nothing vanishes.

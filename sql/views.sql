@@ -20,7 +20,7 @@ SELECT v.trajectory_id, v.run_id, v.revision_id, v.step, v.score, v.nll, v.ppl,
 FROM revisions v
 JOIN trajectories t USING (trajectory_id, run_id)
 JOIN examples x USING (example_id)
-LEFT JOIN outcomes o USING (trajectory_id, run_id)
+LEFT JOIN outcomes o ON o.trajectory_id = v.trajectory_id
 WHERE v.accepted AND v.score IS NOT NULL
 QUALIFY row_number() OVER (PARTITION BY v.trajectory_id ORDER BY v.score, v.created_at DESC) = 1;
 
@@ -31,6 +31,7 @@ WITH steps AS (
            min(segment_index) AS segment_index,
            count(*) FILTER (WHERE kind = 'candidate') AS candidates,
            count(*) FILTER (WHERE status = 'unparsable') AS unparsable,
+           count(*) FILTER (WHERE status = 'unchanged') AS unchanged,
            bool_or(accepted) AS accepted,
            min(score) AS best_candidate_score,
            min(score) FILTER (WHERE accepted) AS accepted_score
@@ -77,20 +78,20 @@ SELECT c.*
 FROM checks c
 JOIN latest_validations l USING (run_id, validation_id);
 
--- Per completed trajectory attempt of a validated run: did it pass its own output checks and
--- its example's input checks, and if not, every failed check with its reason.
+-- Per completed trajectory of a validated run (whichever run ended it): did it pass its own
+-- output checks and its example's input checks, and if not, every failed check with its reason.
 CREATE OR REPLACE VIEW trajectory_verdicts AS
-SELECT o.trajectory_id, o.run_id, t.example_id,
+SELECT t.trajectory_id, t.run_id, t.example_id,
        any_value(c.validation_id) AS validation_id,
        count(c.check_id) AS checks,
        count(c.check_id) FILTER (WHERE NOT c.passed) AS failed_checks,
        count(c.check_id) > 0 AND count(c.check_id) FILTER (WHERE NOT c.passed) = 0 AS passed,
        string_agg(c.check_name || ' (' || c.detail || ')', ' | ' ORDER BY c.suite, c.check_name)
            FILTER (WHERE NOT c.passed) AS reasons
-FROM outcomes o
-JOIN trajectories t ON t.trajectory_id = o.trajectory_id AND t.run_id = o.run_id
-JOIN latest_checks c ON c.run_id = o.run_id
-    AND (c.trajectory_id = o.trajectory_id OR (c.trajectory_id IS NULL AND c.example_id = t.example_id))
+FROM trajectories t
+JOIN outcomes o ON o.trajectory_id = t.trajectory_id
+JOIN latest_checks c ON c.run_id = t.run_id
+    AND (c.trajectory_id = t.trajectory_id OR (c.trajectory_id IS NULL AND c.example_id = t.example_id))
 WHERE o.status = 'completed'
 GROUP BY ALL;
 
@@ -100,7 +101,7 @@ SELECT d.trajectory_id, d.run_id, d.example_id, d.validation_id, v.revision_id,
        x.query, v.thinking, x.reference AS answer, x.category, x.language, x.source, x.source_record,
        o.initial_score, o.final_score, v.nll, v.ppl, v.thinking_tokens, o.steps, o.accepted_edits
 FROM trajectory_verdicts d
-JOIN outcomes o ON o.trajectory_id = d.trajectory_id AND o.run_id = d.run_id
+JOIN outcomes o ON o.trajectory_id = d.trajectory_id
 JOIN revisions v ON v.revision_id = o.final_revision_id
 JOIN examples x ON x.example_id = d.example_id
 WHERE d.passed;

@@ -19,6 +19,7 @@ import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from reer.faults import checkpoint
 from reer.sql import read_sql
 from reer.store import Store
 
@@ -106,6 +107,7 @@ def write_export(store: Store, run_id: str, out_dir: Path) -> Written:
     records = (export_records(run_id, train, "parquet", folder / TRAIN_PARQUET)
                + export_records(run_id, train, "jsonl", folder / TRAIN_JSONL)
                + export_records(run_id, full, "table", folder / TABLE))
+    checkpoint("exporting")  # files written, their rows not yet: a rerun writes both again
     store.write("exports", records)
     return written
 

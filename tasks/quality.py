@@ -21,6 +21,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
+from reer.faults import checkpoint
 from reer.sql import read_sql
 from reer.store import Store
 from reer.tasks.context import PROMPTS, detect_language
@@ -326,6 +327,7 @@ def validate(store: Store, run_id: str, cfg: QualityConfig, docs_dir: Path | Non
               "trajectories": trajectories.height, "data_docs": outcome.data_docs}
     with store.transaction() as con:  # the verdicts and the record that makes them current land together
         store.append(con, "checks", rows)
+        checkpoint("validating")  # a crash here must leave neither
         store.append(con, "validations", [record])
     passed = store.query(
         "SELECT count(*) FILTER (WHERE passed) AS passed FROM trajectory_verdicts WHERE run_id = $run_id", run_id=run_id

@@ -16,6 +16,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
+from reer.faults import checkpoint
 from reer.ids import stable_id
 from reer.models.base import Generation, GenerationRequest, LanguageModel, ScoreRequest
 from reer.tasks.context import (
@@ -67,7 +68,6 @@ class SearchItem:
     full_reference: str
     language: str
     seed: int
-    attempt: str  # the run that makes this attempt; part of every revision id
 
 
 @dataclass
@@ -163,7 +163,8 @@ class ItemSearch:
 
     # -- ids and scoring requests -----------------------------------------------------
     def _revision_id(self, kind: str, step: int, candidate: int | None) -> str:
-        return stable_id(self.item.trajectory_id, self.item.attempt, kind, step, candidate)
+        # No run id in it: a resumed search re-derives the ids an uninterrupted one would have.
+        return stable_id(self.item.trajectory_id, kind, step, candidate)
 
     def _score_request(self, thinking: str) -> ScoreRequest:
         context = scoring_context(self.query_prompt, thinking, self.item.reference)
@@ -266,6 +267,7 @@ class ItemSearch:
         self._candidates = []
         for c, g in enumerate(generations):
             text, why = parse_refined(self._opening, g.text, g.finish_reason)
+            unchanged = text is not None and text.strip() == self.segments[index].strip()
             record = RevisionRecord(
                 revision_id=self._revision_id("candidate", self.step, c),
                 trajectory_id=self.item.trajectory_id,
@@ -277,13 +279,15 @@ class ItemSearch:
                 segment_text=text if text is not None else g.text,
                 thinking=join_segments(self.segments[:index] + [text] + self.segments[index + 1 :]) if text else self.best.thinking,
                 accepted=False,
-                status="unparsable" if text is None else "pending",
-                note=None if text is not None else why,
+                status="unparsable" if text is None else "unchanged" if unchanged else "pending",
+                note=why if text is None else "the rewrite repeats the segment word for word" if unchanged else None,
                 generated_tokens=g.tokens,
                 finish_reason=g.finish_reason,
             )
-            if text is None:
-                self._held.append(record)  # kept with its reason, never silently skipped
+            if text is None or unchanged:
+                # Kept with its reason, never silently skipped. A repeat is not scored: it is the
+                # current thinking, and a score a rounding error below the current one would "win".
+                self._held.append(record)
             else:
                 record.thinking_tokens = self.count_tokens(record.thinking)
                 self._candidates.append(record)
@@ -355,17 +359,29 @@ def drive(
     *,
     generation_rows: int = 32,
     on_batch: Callable[[int, int], None] | None = None,
+    stop_requested: Callable[[], bool] = lambda: False,
 ) -> None:
     """Run many searches to completion, batching their model calls across items.
 
     Each round sends up to `generation_rows` sampled sequences in one generation call,
-    then every pending scoring in one scoring call; the records of a round reach the
-    sink before the next round starts.
+    then every pending scoring in one scoring call. The records of each call reach the
+    sink before the next call, so a model error or a crash never strands a transition
+    that was applied in memory but not stored. Raises StopRequested at a batch boundary
+    once `stop_requested()` says so.
     """
+    from reer.interrupts import StopRequested
+
     active = [s for s in searches if not s.done]
     total = len(active)
+
+    def store(records: list[Record]) -> None:
+        if records:
+            sink(records)
+            checkpoint("stored")
+        if stop_requested():
+            raise StopRequested
+
     while active:
-        records: list[Record] = []
         wanting = [s for s in active if isinstance(s.need, GenerationNeed)]
         batch, rows = [], 0
         for s in wanting:
@@ -375,18 +391,19 @@ def drive(
             rows += s.need.request.n
         if batch:
             results = generator.generate([s.need.request for s in batch])
-            for s, generations in zip(batch, results):
-                records.extend(s.on_generated(generations))
+            checkpoint("generated")
+            store([r for s, generations in zip(batch, results) for r in s.on_generated(generations)])
         scoring = [s for s in active if isinstance(s.need, ScoringNeed)]
         if scoring:
-            flat = [r for s in scoring for r in s.need.requests]
-            logprobs = scorer.score(flat)
+            logprobs = scorer.score([r for s in scoring for r in s.need.requests])
+            checkpoint("scored")
+            records: list[Record] = []
             offset = 0
             for s in scoring:
                 n = len(s.need.requests)
                 records.extend(s.on_scored(logprobs[offset : offset + n]))
                 offset += n
-        sink(records)
+            store(records)
         active = [s for s in active if not s.done]
         if on_batch:
             on_batch(total - len(active), total)
@@ -421,8 +438,15 @@ def prepare_searches(store, run_id: str, examples, config: SearchConfig, generat
     searches, trajectories, rejects, skipped, finished = [], [], [], 0, []
     for ex in examples:
         trajectory_id = stable_id(ex.example_id, config_hash, PROMPT_VERSION, generator.model_id, scorer.model_id, config.seed)
+        seed = int(stable_id(config.seed, ex.example_id), 16) & (2**63 - 1)
+        # Every trajectory the run covers gets a row, finished ones too: validation and export
+        # of this run then see the same trajectories however many reruns it took.
+        attempt = {"trajectory_id": trajectory_id, "run_id": run_id, "example_id": ex.example_id,
+                   "config_hash": config_hash, "prompt_version": PROMPT_VERSION, "generator_model": generator.model_id,
+                   "scorer_model": scorer.model_id, "seed": seed, "language": ex.language, "start": "finished"}
         if trajectory_id in done:
             skipped += 1
+            trajectories.append(attempt)
             continue
         split = split_reference(ex.reference, config.min_segment_chars)
         needed = scorer.count_tokens(ex.query) + scorer.count_tokens(ex.reference) + config.max_initial_tokens + 64
@@ -436,16 +460,12 @@ def prepare_searches(store, run_id: str, examples, config: SearchConfig, generat
                             "example_id": ex.example_id, "reason": reason[0], "detail": reason[1]})
             notice(f"skipped {ex.source} {ex.source_record}: {reason[1]}")
             continue
-        seed = int(stable_id(config.seed, ex.example_id), 16) & (2**63 - 1)
-        item = SearchItem(trajectory_id, ex.example_id, ex.query, split, ex.reference, ex.language, seed, run_id)
+        item = SearchItem(trajectory_id, ex.example_id, ex.query, split, ex.reference, ex.language, seed)
         search, records = ItemSearch.resume(item, config, scorer.render_chat([("user", ex.query)]),
                                             scorer.count_tokens, stored.get(trajectory_id, []))
         searches.append(search)
         finished.extend(records)
-        trajectories.append({"trajectory_id": trajectory_id, "run_id": run_id, "example_id": ex.example_id,
-                             "config_hash": config_hash, "prompt_version": PROMPT_VERSION,
-                             "generator_model": generator.model_id, "scorer_model": scorer.model_id,
-                             "seed": seed, "language": ex.language})
+        trajectories.append({**attempt, "start": "resumed" if trajectory_id in stored else "new"})
     with store.transaction() as con:
         store.append(con, "trajectories", trajectories)
         store.append(con, "rejects", rejects)
@@ -468,25 +488,59 @@ def store_sink(store, run_id: str) -> Callable[[list[Record]], None]:
                    for o in records if isinstance(o, OutcomeRecord) and o.status == "rejected"]
         with store.transaction() as con:
             store.append(con, "revisions", revisions)
+            checkpoint("storing")  # a crash here must leave none of this round's rows
             store.append(con, "outcomes", outcomes)
             store.append(con, "rejects", rejects)
 
     return write
 
 
-@task(cache_policy=NO_CACHE)
-def search_examples(store, run_id: str, searches: list[ItemSearch], generator, scorer, generation_rows: int) -> None:
-    """Drive every search to its end, storing each round before the next, with progress."""
+def retry_on_model_errors(task, task_run, state) -> bool:
+    """Prefect retries the search only when a model stopped answering; other errors are bugs or bad data."""
+    from reer.models.base import ModelUnavailable
+
+    try:
+        state.result()
+    except ModelUnavailable:
+        return True
+    except BaseException:
+        return False
+    return False
+
+
+@task(cache_policy=NO_CACHE, retry_condition_fn=retry_on_model_errors)
+def search_examples(store, run_id: str, searches: list[ItemSearch], generator, scorer, generation_rows: int,
+                    snapshot_seconds: float = 0.0) -> None:
+    """Drive every search to its end, storing each round before the next, with progress.
+
+    A model that stops answering fails the task; Prefect retries it (see `retry_on_model_errors`)
+    and the searches go on from their last stored transition, which is where they are in memory.
+    """
+    import time
+
+    from prefect.runtime import task_run
     from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
     from reer.console import report_progress
+    from reer.interrupts import stop_after_batch
 
+    if task_run.run_count > 1:  # a retry: count it where users look
+        store.write("run_events", [{"run_id": run_id, "status": "retrying",
+                                    "detail": {"attempt": task_run.run_count, "task": "search_examples"}}])
     artifact = create_progress_artifact(progress=0.0, description=f"reer run {run_id}: items searched")
+    if snapshot_seconds:
+        store.publish_snapshot()  # readers get the prepared run at once, then every snapshot_seconds
+    published = [time.monotonic()]
 
     def progress(done: int, total: int) -> None:
         report_progress(done, total)
         if artifact is not None and total:
             update_progress_artifact(artifact_id=artifact, progress=100.0 * done / total)
+        if snapshot_seconds and time.monotonic() - published[0] >= snapshot_seconds:
+            store.publish_snapshot()
+            published[0] = time.monotonic()
 
     report_progress(0, len(searches))
-    drive(searches, generator, scorer, store_sink(store, run_id), generation_rows=generation_rows, on_batch=progress)
+    with stop_after_batch() as stop_requested:
+        drive(searches, generator, scorer, store_sink(store, run_id), generation_rows=generation_rows,
+              on_batch=progress, stop_requested=stop_requested)

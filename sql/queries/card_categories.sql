@@ -2,10 +2,10 @@
 SELECT coalesce(x.category, '(none)') AS category,
        count(*) AS completed,
        count(*) FILTER (WHERE d.passed) AS passed
-FROM outcomes o
-JOIN trajectories t ON t.trajectory_id = o.trajectory_id AND t.run_id = o.run_id
+FROM trajectories t
+JOIN outcomes o ON o.trajectory_id = t.trajectory_id
 JOIN examples x ON x.example_id = t.example_id
-LEFT JOIN trajectory_verdicts d ON d.trajectory_id = o.trajectory_id AND d.run_id = o.run_id
-WHERE o.run_id = $run_id AND o.status = 'completed'
+LEFT JOIN trajectory_verdicts d ON d.trajectory_id = t.trajectory_id AND d.run_id = t.run_id
+WHERE t.run_id = $run_id AND o.status = 'completed'
 GROUP BY ALL
 ORDER BY passed DESC, completed DESC, category;

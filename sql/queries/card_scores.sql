@@ -2,10 +2,11 @@
 WITH rows AS (
     SELECT o.initial_score, o.final_score, o.initial_score - o.final_score AS score_drop,
            v.thinking_tokens::DOUBLE AS thinking_tokens, coalesce(d.passed, false) AS passed
-    FROM outcomes o
+    FROM trajectories t
+    JOIN outcomes o ON o.trajectory_id = t.trajectory_id
     JOIN revisions v ON v.revision_id = o.final_revision_id
-    LEFT JOIN trajectory_verdicts d ON d.trajectory_id = o.trajectory_id AND d.run_id = o.run_id
-    WHERE o.run_id = $run_id AND o.status = 'completed'
+    LEFT JOIN trajectory_verdicts d ON d.trajectory_id = t.trajectory_id AND d.run_id = t.run_id
+    WHERE t.run_id = $run_id AND o.status = 'completed'
 ), sets AS (
     SELECT 'passed' AS "set", * FROM rows WHERE passed
     UNION ALL

@@ -5,7 +5,7 @@ SELECT x.source,
        count(DISTINCT d.trajectory_id) FILTER (WHERE d.passed) AS passed
 FROM trajectories t
 JOIN examples x ON x.example_id = t.example_id
-LEFT JOIN outcomes o ON o.trajectory_id = t.trajectory_id AND o.run_id = t.run_id
+LEFT JOIN outcomes o ON o.trajectory_id = t.trajectory_id
 LEFT JOIN trajectory_verdicts d ON d.trajectory_id = t.trajectory_id AND d.run_id = t.run_id
 WHERE t.run_id = $run_id
 GROUP BY ALL

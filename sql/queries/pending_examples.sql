@@ -5,7 +5,7 @@ FROM examples x
 WHERE NOT EXISTS (
     SELECT 1
     FROM trajectories t
-    JOIN outcomes o ON o.trajectory_id = t.trajectory_id AND o.run_id = t.run_id
+    JOIN outcomes o ON o.trajectory_id = t.trajectory_id
     WHERE t.example_id = x.example_id AND o.status = 'completed'
       AND t.config_hash = $config_hash AND t.prompt_version = $prompt_version
       AND t.generator_model = $generator_model AND t.scorer_model = $scorer_model

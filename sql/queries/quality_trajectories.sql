@@ -1,16 +1,16 @@
 -- Every completed trajectory of a run with what the output checks read: the final thinking,
 -- its example, the scores, and how the initial generation ended. Ordered as the export is,
 -- so "earlier" in duplicate detection means earlier in the source files.
-SELECT o.trajectory_id, o.run_id, t.example_id, x.query, x.reference AS answer,
+SELECT t.trajectory_id, t.run_id, t.example_id, x.query, x.reference AS answer,
        v.thinking, v.thinking_tokens, o.initial_score, o.final_score, o.steps,
        i.finish_reason AS initial_finish_reason
-FROM outcomes o
+FROM trajectories t
+JOIN outcomes o ON o.trajectory_id = t.trajectory_id
 JOIN revisions v ON v.revision_id = o.final_revision_id
-JOIN trajectories t ON t.trajectory_id = o.trajectory_id AND t.run_id = o.run_id
 JOIN examples x ON x.example_id = t.example_id
 -- z(0) is the root of the final revision's chain; a resumed search stored it in an earlier run.
 LEFT JOIN (SELECT DISTINCT trajectory_id, run_id, revision_id FROM lineage WHERE kind = 'initial') z
     ON z.trajectory_id = o.trajectory_id AND z.run_id = o.run_id
 LEFT JOIN revisions i ON i.revision_id = z.revision_id
-WHERE o.run_id = $run_id AND o.status = 'completed'
+WHERE t.run_id = $run_id AND o.status = 'completed'
 ORDER BY x.source, length(x.source_record), x.source_record, o.trajectory_id;  -- "line 9" before "line 10"

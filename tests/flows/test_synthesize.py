@@ -13,31 +13,11 @@ import torch
 from reer.tasks.export import solution_text
 from reer.tasks.quality import QualityConfig, check_specs
 from reer.tasks.scoring import score_logprobs, scoring_context, split_reference
-from tests.conftest import HOME, shared_file
+from tests.conftest import HOME, short_eqbench_items
 
 pytestmark = [pytest.mark.model, pytest.mark.prefect]
 
 SEARCH = dict(max_initial_tokens=200, max_refine_tokens=64, max_steps=2, k=2, seed=1)
-
-
-def short_eqbench_items(tmp_path, count=2):
-    """Two EQ-Bench items, each reference cut to its first paragraphs (about 500 characters)."""
-    data = json.loads(shared_file("eqbench_creative_writing_prompts.json").read_text())
-    rows = []
-    for key, item in data.items():
-        kept = []
-        for paragraph in (p for p in item["reference_output"].split("\n\n") if p.strip()):
-            kept.append(paragraph)
-            if sum(map(len, kept)) >= 500:
-                break
-        reference = "\n\n".join(kept)
-        query = item["writing_prompt"].replace("<SEED>", item["seed_modifiers"][0])
-        if split_reference(reference) is not None:  # something is left to score after segment one
-            rows.append({"id": key, "query": query, "reference": reference})
-    rows.sort(key=lambda r: len(r["reference"]))
-    path = tmp_path / "eqbench_short.jsonl"
-    path.write_text("\n".join(json.dumps(r) for r in rows[:count]) + "\n")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +133,26 @@ def test_the_run_is_validated_with_data_docs(finished_run):
     assert summary["pass_rates"] and Path(summary["data_docs"]).exists()
     assert summary["passed"] == rows(con, "SELECT count(*) AS n FROM passed_trajectories")[0]["n"]
 
+
+
+def test_the_run_writes_its_report_names_its_flow_run_and_leaves_artifacts(finished_run):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    summary, con, _ = finished_run
+    report = Path(summary["report"])
+    assert report.name == "report.html" and report.parent.name == summary["run_id"]
+    html = report.read_text(encoding="utf-8")
+    assert summary["run_id"] in html and html.count("<svg") == 4 and "malformed_json" in html
+    (run,) = rows(con, "SELECT flow_run_id, config_hash FROM runs")
+    with get_client(sync_client=True) as client:  # the temporary API keeps its database in PREFECT_HOME
+        flow_run = client.read_flow_run(run["flow_run_id"])
+        keys = {a.key for a in client.read_artifacts(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))}
+    assert flow_run.name == f"synthesize-eqbench_short.jsonl+1-{run['config_hash'][:8]}"
+    assert {"source:eqbench_short.jsonl+1", "model:SmolLM2-135M-Instruct", f"config:{run['config_hash']}"} <= set(
+        flow_run.tags)
+    assert {"reer-run-items", "reer-run-summary", "reer-run-report"} <= keys
 
 def test_a_second_run_skips_finished_trajectories(finished_run, tmp_path):
     from reer.flows.synthesize import synthesize

@@ -10,7 +10,7 @@ from reer.tasks.scoring import score_logprobs, scoring_context, split_reference
 from tests.conftest import HOME
 
 # As tests/flows/test_synthesize.py: small for 2 CPU cores, and z(0) can still pass min_thinking_tokens.
-SEARCH = dict(max_initial_tokens=200, max_refine_tokens=64, max_steps=2, k=2, seed=1)
+SEARCH = dict(max_initial_tokens=200, max_refine_tokens=64, max_steps=1, k=2, seed=1)
 
 
 def score_cases(model) -> list[ScoreRequest]:

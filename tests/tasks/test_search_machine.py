@@ -55,7 +55,7 @@ class ScriptedModel:
 
 def make_search(config=None, trajectory="t1"):
     model = ScriptedModel(lambda seed, i: Generation(f" GOOD rewrite {seed}-{i} " + "x" * 40, "stop", 20))
-    item = SearchItem(trajectory, "e1", "Write something.", split_reference(REFERENCE), REFERENCE, "en", 5, "run1")
+    item = SearchItem(trajectory, "e1", "Write something.", split_reference(REFERENCE), REFERENCE, "en", 5)
     return ItemSearch(item, config or SearchConfig(min_thinking_tokens=10), "U:Write something.\nA:", model.count_tokens), model
 
 
@@ -173,6 +173,6 @@ def test_a_search_resumed_after_any_round_ends_as_an_uninterrupted_one():
         drive([resumed], model, model, rest.extend)
         combined = stored + rest
         key = lambda r: (type(r).__name__, getattr(r, "step", 0), getattr(r, "candidate_index", None) or 0)
-        assert [(type(r).__name__, getattr(r, "score", None), getattr(r, "thinking", None)) for r in sorted(combined, key=key)] == \
-               [(type(r).__name__, getattr(r, "score", None), getattr(r, "thinking", None)) for r in sorted(uninterrupted, key=key)]
+        assert [(type(r).__name__, getattr(r, "revision_id", None), getattr(r, "score", None), getattr(r, "thinking", None)) for r in sorted(combined, key=key)] == \
+               [(type(r).__name__, getattr(r, "revision_id", None), getattr(r, "score", None), getattr(r, "thinking", None)) for r in sorted(uninterrupted, key=key)]
     assert rounds > 3
