@@ -30,7 +30,8 @@ def _quiet_prefect(verbose: bool) -> None:
 
 
 def _fail(message: str) -> None:
-    Console(stderr=True).print(f"[red]reer:[/red] {message}", highlight=False)
+    # soft_wrap: one line whatever the width, so a log or a test sees one line per problem
+    Console(stderr=True).print(f"[red]reer:[/red] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -119,7 +120,7 @@ def _run_with_progress(inputs, limit, options, from_store: bool = False) -> dict
     except KeyboardInterrupt:
         Console(stderr=True).print("[yellow]reer:[/yellow] interrupted; every finished search step is stored "
                                    "and the run is marked interrupted. Run the same command again to resume.",
-                                   highlight=False)
+                                   highlight=False, soft_wrap=True)
         raise typer.Exit(130)
 
 
@@ -609,7 +610,7 @@ def main() -> None:
             traceback.print_exc()
         first = str(error).splitlines()[0] if str(error) else ""
         Console(stderr=True).print(f"[red]reer:[/red] unexpected {error.__class__.__name__}: {first} "
-                                   "(REER_TRACEBACK=1 shows where)", highlight=False)
+                                   "(REER_TRACEBACK=1 shows where)", highlight=False, soft_wrap=True)
         sys.exit(1)
     finally:
         sys.stdout.flush()

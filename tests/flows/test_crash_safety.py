@@ -28,10 +28,10 @@ SEARCH = ["--dtype", "float32", "--max-steps", "3", "-k", str(K), "--max-initial
 # after the searches are prepared, between writing a snapshot and publishing it.
 BEFORE_SEARCH = ["sourced:1", "prepared:1", "snapshot:1"]
 # One cycle per stored batch of the search: inside the batch's transaction, and right after it
-# commits (the only point that makes progress). The batch after the first also dies once after
-# its model call returns and once after scoring (each throws that model work away).
+# commits (the only point that makes progress). From the second batch on (refinements: cheaper
+# than z(0)) a cycle also dies once after its generation returns, and the second batch once
+# after its scoring returns; each of those throws that model work away.
 SEARCH_CYCLE = ["storing:1", "stored:1"]
-MODEL_CALLS = ["generated:1", "scored:1"]
 # After the search: inside the validation's transaction, after it, between the export files
 # and their rows, after the export, and just before the run is marked completed.
 AFTER_SEARCH = ["validating:1", "validated:1", "exporting:1", "exported:1", "summarized:1"]
@@ -122,7 +122,8 @@ def test_killed_anywhere_and_rerun_it_ends_as_an_uninterrupted_run(tmp_path, ite
             done = len(query(db, "SELECT * FROM outcomes"))
             searched = done == expected_outcomes
             cycles += 1
-            plan.extend(AFTER_SEARCH if searched else (MODEL_CALLS if cycles == 2 else []) + SEARCH_CYCLE)
+            model_calls = ["generated:1", "scored:1"] if cycles == 2 else ["generated:1"] if cycles > 2 else []
+            plan.extend(AFTER_SEARCH if searched else model_calls + SEARCH_CYCLE)
         point = plan.popleft()
         result = reer("run", str(items), *SEARCH, db=db, api=prefect_api, kill_at=point)
         if result.returncode == 0:  # what was left of the search had no such point (say, nothing to score)
