@@ -1,0 +1,37 @@
+"""The store's snapshot for readers: whole, readable while the writer works, and the writer keeps its lock."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import duckdb
+
+from reer.store import Store, read_only_query, snapshot_path
+
+OPEN_READ_ONLY = "import duckdb, sys; duckdb.connect(sys.argv[1], read_only=True)"
+
+
+def test_a_snapshot_is_whole_and_the_writer_keeps_its_lock(tmp_path, capfd):
+    db = tmp_path / "reer.duckdb"
+    store = Store(db)
+    try:
+        store.write("run_events", [{"run_id": "r1", "status": "running"}])
+        published = store.publish_snapshot()
+        assert published == snapshot_path(db) == tmp_path / "reer.snapshot.duckdb"
+        # Another process still cannot open the database: the snapshot did not drop the lock.
+        other = subprocess.run([sys.executable, "-c", OPEN_READ_ONLY, str(db)], capture_output=True, text=True)
+        assert other.returncode != 0 and "lock" in other.stderr.lower()
+        # A reader in another process gets the snapshot, with one line saying so.
+        reader = subprocess.run([sys.executable, "-c", "from reer.store import read_only_query; import sys; "
+                                 "print(read_only_query(sys.argv[1], 'SELECT count(*) AS n FROM run_events')['n'][0])",
+                                 str(db)], capture_output=True, text=True)
+        assert reader.stdout.strip() == "1" and "reading its snapshot" in reader.stderr
+        con = duckdb.connect(str(published), read_only=True)
+        assert con.sql("SELECT count(*) FROM run_overview").fetchall() == [(0,)]  # views came along
+        con.close()
+    finally:
+        store.drop_snapshot()
+        store.close()
+    assert not snapshot_path(db).exists()
+    assert read_only_query(db, "SELECT count(*) AS n FROM run_events")["n"][0] == 1
