@@ -72,7 +72,7 @@ def test_every_revision_is_stored_with_its_score(finished_run):
         assert len(candidates) == SEARCH["k"] * o["steps"]  # every sampled candidate is a row
         for c in candidates:
             assert (c["status"] == "scored") == (c["score"] is not None)
-            assert c["status"] in {"scored", "unparsable"}
+            assert c["status"] in {"scored", "unparsable", "unchanged"}
             assert c["parent_id"] is not None
         assert o["final_score"] <= o["initial_score"]
         best = min(r["score"] for r in mine if r["accepted"])
