@@ -4,6 +4,7 @@ The real model runs the same machine in tests/flows/test_synthesize.py.
 """
 
 from reer.models.base import Generation, ModelStats
+from reer.tasks.context import REFINE_OPEN
 from reer.tasks.scoring import split_reference
 from reer.tasks.search import (
     GenerationNeed,
@@ -176,3 +177,30 @@ def test_a_search_resumed_after_any_round_ends_as_an_uninterrupted_one():
         assert [(type(r).__name__, getattr(r, "revision_id", None), getattr(r, "score", None), getattr(r, "thinking", None)) for r in sorted(combined, key=key)] == \
                [(type(r).__name__, getattr(r, "revision_id", None), getattr(r, "score", None), getattr(r, "thinking", None)) for r in sorted(uninterrupted, key=key)]
     assert rounds > 3
+
+
+def test_a_rewrite_that_repeats_its_segment_is_kept_as_unchanged_and_not_scored():
+    search, model = make_search()
+    scored = []
+
+    class Repeating(ScriptedModel):
+        def generate(self, requests):
+            out = []
+            for r in requests:
+                if r.prefill.startswith("<think>"):
+                    out.append([Generation(" " + "\n\n".join(PARAS), "stop", 120)])
+                else:  # the model writes the segment it was asked to rewrite, word for word
+                    segment, opening = search.segments[search.step - 1], r.prefill[len(REFINE_OPEN):]
+                    out.append([Generation(segment[len(opening):], "stop", 20) for _ in range(r.n)])
+            return out
+
+        def score(self, requests):
+            scored.extend(requests)
+            return super().score(requests)
+
+    records = run(search, Repeating(None))
+    candidates = [r for r in records if isinstance(r, RevisionRecord) and r.kind == "candidate"]
+    assert candidates and all(r.status == "unchanged" and r.score is None and not r.accepted for r in candidates)
+    assert len(scored) == 1  # only z(0) was scored
+    (outcome,) = [r for r in records if isinstance(r, OutcomeRecord)]
+    assert outcome.accepted_edits == 0 and outcome.final_score == outcome.initial_score
