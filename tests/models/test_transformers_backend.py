@@ -26,8 +26,9 @@ def test_prefix_shared_batched_scores_equal_a_full_recompute(fp32_model):
         ScoreRequest(head + thinking + "Short.\n</think>\n<answer>\nRain on tin.\n\n", "A longer target: it drums, and drums, and I sleep."),
         ScoreRequest("Completely different context", " with its own target"),
     ]
+    before = fp32_model.stats.computed_tokens  # the model is shared by the session: count this call only
     batched = fp32_model.score(requests)
-    assert fp32_model.stats.computed_tokens < sum(
+    assert fp32_model.stats.computed_tokens - before < sum(
         len(fp32_model.encode(r.context)) + len(fp32_model.encode(r.target)) for r in requests
     )  # the shared prefix was computed once
     for request, got in zip(requests, batched):
