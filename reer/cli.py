@@ -101,7 +101,8 @@ def _run_with_progress(inputs, limit, options, from_store: bool = False) -> dict
 
     from reer.console import on_progress
     from reer.models.shipped import ModelNotFound
-    from reer.store import StoreBusy
+    from reer.settings import Settings
+    from reer.store import StoreBusy, refuse_if_held
 
     progress = Progress(TextColumn("searching"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=Console(stderr=True), transient=True)
@@ -110,6 +111,7 @@ def _run_with_progress(inputs, limit, options, from_store: bool = False) -> dict
     from reer.flows.synthesize import synthesize  # imported late: Prefect loads in seconds
 
     try:
+        refuse_if_held(Settings(**options).db)  # a second writer hears so now, not after Prefect starts
         with progress:
             return synthesize(inputs=[str(p) for p in inputs] if inputs else None, limit=limit, options=options,
                               from_store=from_store)
@@ -378,7 +380,7 @@ def ingest(
 
     from reer.models.shipped import ModelNotFound
     from reer.settings import Settings
-    from reer.store import StoreBusy
+    from reer.store import StoreBusy, refuse_if_held
     from reer.tasks.mappings import MappingError, field_pairs, parse_overrides
 
     options = {k: str(v) if isinstance(v, Path) else v
@@ -394,6 +396,7 @@ def ingest(
     from reer.flows.ingest import ingest as ingest_flow  # imported late: Prefect loads in seconds
 
     try:
+        refuse_if_held(Settings(**options).db)
         summary = ingest_flow(inputs=[str(p) for p in inputs], options=options, fields=mapping or None, use_model=not no_model)
     except (StoreBusy, ModelNotFound) as error:
         _fail(str(error))

@@ -133,6 +133,19 @@ class Store:
         self.engine.dispose()
 
 
+def refuse_if_held(path: Path) -> None:
+    """StoreBusy at once if another process writes the database: a run refuses before Prefect or a model starts."""
+    path = Path(path)
+    if not path.exists():
+        return
+    try:
+        duckdb.connect(str(path), read_only=True).close()
+    except duckdb.IOException as error:
+        if "lock" in str(error).lower():
+            raise StoreBusy(_busy_message(path, error)) from None
+        raise
+
+
 def read_only_query(path: Path, sql: str, **params: Any) -> pl.DataFrame:
     """Query a store from another process; a clear StoreBusy if a run holds it for writing."""
     path = Path(path)

@@ -1,4 +1,5 @@
-"""The store's snapshot for readers: whole, readable while the writer works, and the writer keeps its lock."""
+"""The store's snapshot for readers: whole, readable while the writer works, and the writer keeps its lock;
+a second writer is refused up front."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import sys
 
 import duckdb
 
-from reer.store import Store, read_only_query, snapshot_path
+import pytest
+
+from reer.store import Store, StoreBusy, read_only_query, refuse_if_held, snapshot_path
 
 OPEN_READ_ONLY = "import duckdb, sys; duckdb.connect(sys.argv[1], read_only=True)"
 
@@ -35,3 +38,22 @@ def test_a_snapshot_is_whole_and_the_writer_keeps_its_lock(tmp_path, capfd):
         store.close()
     assert not snapshot_path(db).exists()
     assert read_only_query(db, "SELECT count(*) AS n FROM run_events")["n"][0] == 1
+
+
+HOLD_AS_WRITER = "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('held', flush=True); time.sleep(60)"
+
+
+def test_a_second_writer_is_refused_before_it_opens_the_store(tmp_path):
+    db = tmp_path / "reer.duckdb"
+    refuse_if_held(db)  # no file yet: nothing holds it
+    duckdb.connect(str(db)).close()
+    refuse_if_held(db)  # a file nobody holds
+    writer = subprocess.Popen([sys.executable, "-c", HOLD_AS_WRITER, str(db)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "held"
+        with pytest.raises(StoreBusy, match="held by another reer process"):
+            refuse_if_held(db)
+    finally:
+        writer.kill()
+        writer.wait()
+    refuse_if_held(db)  # the writer is gone

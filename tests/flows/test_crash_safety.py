@@ -45,6 +45,7 @@ def reer(*args: str, db: Path, api: str, kill_at: str | None = None, wait: bool 
     """`reer ARGS --db DB` in a new process, against the test's Prefect server."""
     env = {**os.environ, "PREFECT_API_URL": api, "REER_HOME": str(HOME), "REER_SNAPSHOT_SECONDS": "0.001",
            "REER_OUT": str(db.parent / "out"), "REER_SEARCH__MIN_THINKING_TOKENS": "40", "REER_TRACEBACK": "1", **extra}
+    env.pop("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", None)  # the CLI's own default, as a user has it
     if kill_at:
         env["REER_KILL_AT"] = kill_at
     command = [sys.executable, "-m", "reer.cli", *args, "--db", str(db)]
