@@ -18,6 +18,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 from reer.models.base import Generation, GenerationRequest, ModelStats, ScoreRequest
 from reer.models.batching import chunk_by_budget, group_by_shared_prefix
+from reer.models.llama_runner import LlamaDecoder, LlamaRunner, supports
 
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 
@@ -50,6 +51,8 @@ class TransformersModel:
         self.context_window = int(self.model.config.max_position_embeddings)
         self.generation_batch_size = generation_batch_size
         self.score_batch_tokens = score_batch_tokens
+        # The lean Llama forward where it computes this model exactly; else transformers' own.
+        self.runner = LlamaRunner(self.model) if supports(self.model) else None
         self.eos_ids = self._eos_ids()
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
         self.stats = ModelStats()
@@ -87,36 +90,49 @@ class TransformersModel:
         return results
 
     def _score_group(self, prefix_len, members, contexts, targets, results) -> None:
-        prefix_cache, prefix_last = None, None
-        if prefix_len:
-            ids = torch.tensor([contexts[members[0]][:prefix_len]])
-            out = self.model.model(input_ids=ids, use_cache=True)
-            prefix_cache, prefix_last = out.past_key_values, out.last_hidden_state[0, -1]
-            self.stats.computed_tokens += prefix_len
         suffixes = [contexts[m][prefix_len:] + targets[m] for m in members]
+        prefix = self._prefix(contexts[members[0]][:prefix_len], max(map(len, suffixes))) if prefix_len else None
         for chunk in chunk_by_budget([len(s) for s in suffixes], self.score_batch_tokens):
             rows = [members[c] for c in chunk]
-            self._score_rows(prefix_len, prefix_cache, prefix_last, rows, [suffixes[c] for c in chunk], contexts, targets, results)
+            hidden = self._suffix_states(prefix, [suffixes[c] for c in chunk])
+            self.stats.computed_tokens += sum(len(suffixes[c]) for c in chunk)
+            self._read_scores(hidden, prefix_len, prefix[1] if prefix else None, rows, contexts, targets, results)
 
-    def _score_rows(self, prefix_len, prefix_cache, prefix_last, rows, suffixes, contexts, targets, results) -> None:
-        width = max(len(s) for s in suffixes)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), prefix_len + width), dtype=torch.long)
-        mask[:, :prefix_len] = 1
+    def _prefix(self, ids: list[int], room: int):
+        """The shared prefix run once: its cache (with `room` columns to spare) and its last hidden state."""
+        self.stats.computed_tokens += len(ids)
+        tokens = torch.tensor([ids])
+        if self.runner is not None:
+            cache = self.runner.new_cache(1, len(ids) + room)
+            hidden = self.runner.forward(tokens, torch.arange(len(ids))[None], cache, torch.ones_like(tokens, dtype=torch.bool))
+            return cache, hidden[0, -1]
+        out = self.model.model(input_ids=tokens, use_cache=True)
+        return out.past_key_values, out.last_hidden_state[0, -1]
+
+    def _suffix_states(self, prefix, suffixes: list[list[int]]) -> torch.Tensor:
+        """Final hidden states [rows, width] of right-padded suffixes, each after the shared prefix (if any)."""
+        width, n = max(len(s) for s in suffixes), len(suffixes)
+        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+        valid = torch.zeros((n, width), dtype=torch.bool)
         for r, suffix in enumerate(suffixes):
             ids[r, : len(suffix)] = torch.tensor(suffix)
-            mask[r, prefix_len : prefix_len + len(suffix)] = 1
-        positions = torch.arange(prefix_len, prefix_len + width).expand(len(rows), -1)
+            valid[r, : len(suffix)] = True
+        start = prefix[0].length if prefix and self.runner is not None else (prefix[0].get_seq_length() if prefix else 0)
+        positions = torch.arange(start, start + width).expand(n, -1)
+        if self.runner is not None:
+            cache = prefix[0].select(torch.zeros(n, dtype=torch.long)) if prefix else self.runner.new_cache(n, width)
+            return self.runner.forward(ids, positions, cache, valid)
         cache = None
-        if prefix_cache is not None:
+        if prefix is not None:
             cache = DynamicCache()
-            for layer, entry in enumerate(prefix_cache.layers):
-                cache.update(entry.keys.expand(len(rows), -1, -1, -1), entry.values.expand(len(rows), -1, -1, -1), layer)
-        hidden = self.model.model(
-            input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=cache is not None
-        ).last_hidden_state
-        self.stats.computed_tokens += sum(len(s) for s in suffixes)
-        # The hidden state at sequence position p predicts token p+1: gather only those we score.
+            for layer, entry in enumerate(prefix[0].layers):
+                cache.update(entry.keys.expand(n, -1, -1, -1), entry.values.expand(n, -1, -1, -1), layer)
+        mask = torch.cat([torch.ones((n, start), dtype=torch.long), valid.long()], dim=1)
+        return self.model.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                                use_cache=cache is not None).last_hidden_state
+
+    def _read_scores(self, hidden, prefix_len, prefix_last, rows, contexts, targets, results) -> None:
+        """Log-probabilities of the target tokens; the LM head runs only at the positions that predict them."""
         vectors, owners, wanted = [], [], []
         for r, row in enumerate(rows):
             start = len(contexts[row]) - 1 - prefix_len  # suffix position predicting target[0]
@@ -159,24 +175,25 @@ class TransformersModel:
         for (i, _), generation in zip(samples, self._sample(chunk, samples, requests, prompts)):
             out[i].append(generation)
 
+    def _decoder(self):
+        return LlamaDecoder(self.runner) if self.runner is not None else GenericDecoder(self.model)
+
     def _sample(self, chunk, samples, requests, prompts) -> list[Generation]:
         """Prefill each distinct prompt once, copy its cache to its n sample rows, then decode."""
         width = max(len(prompts[i]) for i in chunk)
         ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        valid = torch.zeros((len(chunk), width), dtype=torch.bool)
         for r, i in enumerate(chunk):  # left padding keeps every row's last token aligned
             ids[r, width - len(prompts[i]) :] = torch.tensor(prompts[i])
-            mask[r, width - len(prompts[i]) :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache()
-        logits = self.model(
-            input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1
-        ).logits[:, -1]
-        self.stats.computed_tokens += int(mask.sum())
+            valid[r, width - len(prompts[i]) :] = True
+        positions = (valid.long().cumsum(-1) - 1).clamp(min=0)
+        decoder = self._decoder()
+        logits = decoder.prefill(ids, valid, positions, width + max(requests[i].max_new_tokens for i in chunk))
+        self.stats.computed_tokens += int(valid.sum())
         # One row per sample: row j copies the prefilled state of its request.
         expand = torch.tensor([chunk.index(i) for i, _ in samples])
-        cache.batch_select_indices(expand)
-        logits, mask, positions = logits[expand], mask[expand], positions[expand]
+        decoder.select(expand)
+        logits, positions = logits[expand], positions[expand, -1]
 
         b = len(samples)
         reqs = [requests[i] for i, _ in samples]
@@ -191,46 +208,48 @@ class TransformersModel:
                 seen[r, prompts[i]] = True
         produced: list[list[int]] = [[] for _ in range(b)]
         finish: list[str | None] = [None] * b
-        live = list(range(b))  # the sample each batch row belongs to
-        while live:
-            logits = logits.float()
+        rows = list(range(b))  # the sample each batch row belongs to; None once it finished
+        while True:
+            live = [pos for pos, r in enumerate(rows) if r is not None]
+            if len(live) < len(rows) and (len(rows) - len(live)) * 4 >= len(rows):
+                # Compact once a quarter of the rows finished: copying the cache costs about a step.
+                index = torch.tensor(live)
+                decoder.select(index)
+                logits, positions, temperature, top_p = logits[index], positions[index], temperature[index], top_p[index]
+                penalty, seen = penalty[index], seen[index]
+                rows = [rows[pos] for pos in live]
+                live = list(range(len(rows)))
+            if not live:
+                break
+            at = torch.tensor(live)
+            step_logits = logits[at].float()
             if penalize:  # repetition penalty as in CTRL (and vLLM): shrink the logits of tokens already seen
-                logits = torch.where(seen, torch.where(logits > 0, logits / penalty, logits * penalty), logits)
-            chosen = self._choose(logits, temperature, top_p, [generators[r] for r in live])
+                step_seen, step_penalty = seen[at], penalty[at]
+                step_logits = torch.where(step_seen, torch.where(step_logits > 0, step_logits / step_penalty,
+                                                                 step_logits * step_penalty), step_logits)
+            chosen = self._choose(step_logits, temperature[at], top_p[at], [generators[rows[pos]] for pos in live])
             if penalize:
-                seen[torch.arange(len(live)), torch.tensor(chosen)] = True
-            keep = []
-            for pos, r in enumerate(live):
-                token = chosen[pos]
+                seen[at, torch.tensor(chosen)] = True
+            tokens = torch.full((len(rows),), self.pad_id, dtype=torch.long)
+            for pos, token in zip(live, chosen):
+                r = rows[pos]
+                tokens[pos] = token
                 if token in self.eos_ids:
                     finish[r] = "eos"
+                    rows[pos] = None
                     continue
                 produced[r].append(token)
                 if reqs[r].stop and self._hit_stop(produced[r], reqs[r].stop):
                     finish[r] = "stop"
                 elif len(produced[r]) >= reqs[r].max_new_tokens:
                     finish[r] = "length"
-                else:
-                    keep.append(pos)
+                if finish[r]:
+                    rows[pos] = None
             self.stats.generated_tokens += len(live)
-            if not keep:
+            if all(r is None for r in rows):
                 break
-            if len(keep) < len(live):  # drop finished rows so they cost nothing more
-                index = torch.tensor(keep)
-                cache.batch_select_indices(index)
-                mask, positions, temperature, top_p = mask[index], positions[index], temperature[index], top_p[index]
-                penalty, seen = penalty[index], seen[index]
-                chosen = [chosen[k] for k in keep]
-                live = [live[k] for k in keep]
-            mask = torch.cat([mask, torch.ones((len(live), 1), dtype=torch.long)], dim=1)
-            positions = positions[:, -1:] + 1
-            logits = self.model(
-                input_ids=torch.tensor(chosen)[:, None],
-                attention_mask=mask,
-                position_ids=positions,
-                past_key_values=cache,
-                use_cache=True,
-            ).logits[:, -1]
+            positions = positions + 1
+            logits = decoder.step(tokens, positions)
         return [self._finish(produced[r], finish[r] or "length", reqs[r].stop) for r in range(b)]
 
     @staticmethod
@@ -239,22 +258,28 @@ class TransformersModel:
 
         The nucleus is found among the `head` most likely tokens when they already hold the
         top-p mass (nearly always): a partial top-k instead of sorting the whole vocabulary.
-        Rows where they do not fall back to a full sort, so the result is exact either way.
+        A row where they do not is sorted in full, alone, so the result is exact either way.
+        Each row draws one uniform number from its generator and inverts the nucleus's
+        cumulative mass, all rows in one search.
         """
         greedy = (temperature <= 0)[:, 0]
         probs = torch.softmax(logits / temperature.clamp(min=1e-5), dim=-1)
-        sorted_probs, order = probs.topk(min(head, probs.shape[-1]), dim=-1)
-        if bool((sorted_probs.sum(-1, keepdim=True) < top_p).any()):
-            sorted_probs, order = probs.sort(dim=-1, descending=True)
-        # Keep the smallest head of the distribution whose mass reaches top_p (always the top token).
-        outside = (sorted_probs.cumsum(-1) - sorted_probs) >= top_p
-        sorted_probs = sorted_probs.masked_fill(outside, 0.0)
-        picks = []
-        for r, generator in enumerate(generators):
-            if greedy[r]:
-                picks.append(int(order[r, 0]))
-            else:
-                picks.append(int(order[r, torch.multinomial(sorted_probs[r], 1, generator=generator)]))
+        head_probs, head_order = probs.topk(min(head, probs.shape[-1]), dim=-1)
+        # Mass before each token; the nucleus is every token whose preceding mass is under top_p.
+        before = head_probs.cumsum(-1) - head_probs
+        short = (before[:, -1:] + head_probs[:, -1:] < top_p)[:, 0] & ~greedy
+        draws = torch.tensor([float(torch.rand(1, generator=g)) for g in generators], dtype=probs.dtype)
+        # Inverse CDF over the nucleus: the first token whose cumulative mass exceeds u * nucleus mass.
+        kept = head_probs.masked_fill(before >= top_p, 0.0)
+        cumulative = kept.cumsum(-1)
+        at = torch.searchsorted(cumulative, (draws * cumulative[:, -1])[:, None], right=True)[:, 0]
+        picks = head_order.gather(1, at.clamp(max=head_order.shape[1] - 1)[:, None])[:, 0]
+        picks = torch.where(greedy, head_order[:, 0], picks).tolist()
+        for r in short.nonzero()[:, 0].tolist():  # a flat distribution: its nucleus is wider than the head
+            row_probs, row_order = probs[r].sort(descending=True)
+            row_kept = row_probs.masked_fill(row_probs.cumsum(-1) - row_probs >= top_p[r, 0], 0.0).cumsum(-1)
+            index = int(torch.searchsorted(row_kept, draws[r] * row_kept[-1], right=True).clamp(max=len(row_kept) - 1))
+            picks[r] = int(row_order[index])
         return picks
 
     def _hit_stop(self, produced: list[int], stops: tuple[str, ...]) -> bool:
@@ -267,3 +292,26 @@ class TransformersModel:
             cut = min((text.find(s) for s in stops if s in text), default=len(text))
             text = text[:cut]
         return Generation(text=text, finish_reason=reason, tokens=len(produced))  # type: ignore[arg-type]
+
+
+class GenericDecoder:
+    """Incremental decoding through transformers' own forward: any causal LM (the fallback)."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.cache = DynamicCache()
+        self.mask: torch.Tensor | None = None
+
+    def prefill(self, ids: torch.Tensor, valid: torch.Tensor, positions: torch.Tensor, capacity: int) -> torch.Tensor:
+        self.mask = valid.long()
+        return self.model(input_ids=ids, attention_mask=self.mask, position_ids=positions, past_key_values=self.cache,
+                          use_cache=True, logits_to_keep=1).logits[:, -1]
+
+    def select(self, rows: torch.Tensor) -> None:
+        self.cache.batch_select_indices(rows)
+        self.mask = self.mask[rows]
+
+    def step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        self.mask = torch.cat([self.mask, torch.ones((len(tokens), 1), dtype=torch.long)], dim=1)
+        return self.model(input_ids=tokens[:, None], attention_mask=self.mask, position_ids=positions[:, None],
+                          past_key_values=self.cache, use_cache=True).logits[:, -1]

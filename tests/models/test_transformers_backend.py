@@ -17,7 +17,10 @@ def full_recompute(model, request):
     return [logprobs[len(context) - 1 + j, t].item() for j, t in enumerate(target)]
 
 
-def test_prefix_shared_batched_scores_equal_a_full_recompute(fp32_model):
+@pytest.mark.parametrize("forward", ["lean", "transformers"])
+def test_prefix_shared_batched_scores_equal_a_full_recompute(fp32_model, forward, monkeypatch):
+    if forward == "transformers":  # the path for models the lean Llama forward does not cover
+        monkeypatch.setattr(fp32_model, "runner", None)
     head = fp32_model.render_chat([("user", "Write two lines about rain on a tin roof.")])
     thinking = "<think>\nI want the sound first, then the feeling of being dry inside.\n\n"
     requests = [
