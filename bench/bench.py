@@ -177,11 +177,37 @@ def bench_generation(settings, quick: bool) -> dict:
     return out
 
 
+def bench_long_generation(settings, quick: bool) -> dict:
+    """Generation as REER asks for it: long prompts (query and reference), k=2 samples each, 32 rows in all;
+    reer's lean Llama forward against transformers' own forward, same requests, same seeds."""
+    from reer.models.transformers_backend import GenericDecoder
+
+    model = load_model(settings.generator_model, dtype="bfloat16", home=settings.home)
+    examples = sample_examples(16)
+    requests = [GenerationRequest(messages=(("user", f"{ex.query}\n\n{ex.reference}"),), n=2, temperature=0.8,
+                                  top_p=0.85, max_new_tokens=32 if quick else 64, seed=i) for i, ex in enumerate(examples)]
+    prompt_tokens = [model.count_tokens(r.messages[0][1]) for r in requests]
+    out = {"requests": len(requests), "rows": 2 * len(requests), "prompt_tokens_mean": round(sum(prompt_tokens) / len(prompt_tokens))}
+    for name, decoder in (("lean", model._decoder), ("transformers", lambda rows, capacity: GenericDecoder(model.model))):
+        before = model.stats.generated_tokens
+        start = time.perf_counter()
+        model._decoder = decoder
+        try:
+            model.generate(requests)
+        finally:
+            del model._decoder  # back to the class's choice
+        seconds = time.perf_counter() - start
+        made = model.stats.generated_tokens - before
+        out[name] = {"tokens": made, "seconds": round(seconds, 2), "tokens_per_second": round(made / seconds, 1)}
+    out["speedup"] = round(out["transformers"]["seconds"] / out["lean"]["seconds"], 2)
+    return out
+
+
 def run_search(examples, model, config, batched: bool):
     searches = []
     for ex in examples:
         split = split_reference(ex.reference)
-        item = SearchItem(f"t-{ex.example_id}", ex.example_id, ex.query, split, ex.reference, ex.language, 7, "bench")
+        item = SearchItem(f"t-{ex.example_id}", ex.example_id, ex.query, split, ex.reference, ex.language, 7)
         searches.append(ItemSearch(item, config, model.render_chat([("user", ex.query)]), model.count_tokens))
     records = []
     start = time.perf_counter()
@@ -196,7 +222,8 @@ def run_search(examples, model, config, batched: bool):
 
 
 def bench_end_to_end(settings, quick: bool) -> dict:
-    examples = sample_examples(3 if quick else 4)
+    # 8 items: the batched driver fills 16 of its 32 rows with their k=2 rewrites; a real run has thousands.
+    examples = sample_examples(3 if quick else 8)
     config = SearchConfig(max_steps=1 if quick else 2, max_initial_tokens=256, max_refine_tokens=96)
     fast = load_model(settings.generator_model, dtype="bfloat16", home=settings.home)
     naive = NaiveModel(fast)
@@ -240,6 +267,10 @@ def main() -> None:
           f"over one-by-one full recompute; max |diff| {scoring['max_abs_logprob_diff_fp32']:.2e} (fp32)", flush=True)
     results["generation"] = bench_generation(settings, args.quick)
     print("generation: " + ", ".join(f"{k} seq {v['tokens_per_second']} tok/s" for k, v in results["generation"].items()), flush=True)
+    long = results["long_generation"] = bench_long_generation(settings, args.quick)
+    print(f"generation at REER's prompt lengths ({long['rows']} rows, prompts of {long['prompt_tokens_mean']} tokens): "
+          f"{long['lean']['tokens_per_second']} tok/s, transformers' forward {long['transformers']['tokens_per_second']} "
+          f"tok/s = {long['speedup']}x", flush=True)
     results["end_to_end"] = bench_end_to_end(settings, args.quick)
     e2e = results["end_to_end"]
     print(f"end to end: batched {e2e['batched']['items_per_hour']} items/h vs one at a time "
@@ -265,6 +296,8 @@ def render_markdown(r: dict) -> str:
         f"| scoring: speed-up over one-by-one full recompute | {s['speedup_over_naive']}x ({s['necessary_tokens']} vs {s['full_recompute_tokens']} tokens computed) |",
         f"| scoring: max abs log-prob difference, fp32 | {s['max_abs_logprob_diff_fp32']:.2e} |",
         *[f"| generation, {k} concurrent | {v['tokens_per_second']} tokens/s |" for k, v in g.items()],
+        f"| generation at REER's prompt lengths ({r['long_generation']['rows']} rows, prompts of {r['long_generation']['prompt_tokens_mean']} tokens) | "
+        f"{r['long_generation']['lean']['tokens_per_second']} tokens/s; transformers' forward {r['long_generation']['transformers']['tokens_per_second']} tokens/s ({r['long_generation']['speedup']}x) |",
         f"| end to end, batched driver | {e['batched']['items_per_hour']} items/h ({e['batched']['generation_calls']} generation + {e['batched']['scoring_calls']} scoring calls, {e['batched']['generated_tokens']} generated, {e['batched']['computed_tokens']} computed tokens) |",
         f"| end to end, one item at a time (authors' pattern) | {e['one_at_a_time']['items_per_hour']} items/h ({e['one_at_a_time']['generation_calls']} generation + {e['one_at_a_time']['scoring_calls']} scoring calls, {e['one_at_a_time']['generated_tokens']} generated, {e['one_at_a_time']['computed_tokens']} computed tokens) |",
         f"| end to end speed-up | {e['speedup']}x (same final scores: {e['same_final_scores']}; bf16 sums differ with batch shape, so sampled tokens can diverge) |",

@@ -56,18 +56,18 @@ class LlamaRunner:
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         self.eps = cfg.rms_norm_eps
         self.dtype = inner.embed_tokens.weight.dtype
-        self.embed = inner.embed_tokens.weight
-        self.lm_head = model.lm_head.weight
-        self.norm = inner.norm.weight
+        # Plain tensors (no autograd), shared with the model: the fused matrices are the only copies.
+        self.embed = inner.embed_tokens.weight.detach()
+        self.norm = inner.norm.weight.detach()
         self.attn_norm, self.mlp_norm, self.qkv, self.out, self.gate_up, self.down = [], [], [], [], [], []
         for layer in inner.layers:
             a, m = layer.self_attn, layer.mlp
-            self.attn_norm.append(layer.input_layernorm.weight)
-            self.mlp_norm.append(layer.post_attention_layernorm.weight)
-            self.qkv.append(torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]).contiguous())
-            self.out.append(a.o_proj.weight)
-            self.gate_up.append(torch.cat([m.gate_proj.weight, m.up_proj.weight]).contiguous())
-            self.down.append(m.down_proj.weight)
+            self.attn_norm.append(layer.input_layernorm.weight.detach())
+            self.mlp_norm.append(layer.post_attention_layernorm.weight.detach())
+            self.qkv.append(torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]).detach().contiguous())
+            self.out.append(a.o_proj.weight.detach())
+            self.gate_up.append(torch.cat([m.gate_proj.weight, m.up_proj.weight]).detach().contiguous())
+            self.down.append(m.down_proj.weight.detach())
         self.split = [self.heads * self.head_dim, self.kv_heads * self.head_dim, self.kv_heads * self.head_dim]
         self.intermediate = cfg.intermediate_size
         theta = (getattr(cfg, "rope_parameters", None) or {}).get("rope_theta", getattr(cfg, "rope_theta", 10000.0))
@@ -94,7 +94,7 @@ class LlamaRunner:
         rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
         return x * cos + rotated * sin
 
-    def _attend(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def _attend(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """Attention of q [rows, heads, t, d] over grouped keys/values [rows, kv_heads, n, d]; [rows, t, heads*d].
 
         The query heads that share a key/value head are stacked as extra query rows of it, so keys
@@ -102,6 +102,9 @@ class LlamaRunner:
         enable_gqa on this CPU, at 32 rows and 1,200 keys).
         """
         rows, _, t, d = q.shape
+        if mask is None:  # a whole sequence from its first token: plain causal attention, SDPA's fastest path
+            out = F.scaled_dot_product_attention(q, keys, values, is_causal=True, enable_gqa=True)
+            return out.transpose(1, 2).reshape(rows, t, self.heads * d)
         group = self.heads // self.kv_heads
         stacked = q.reshape(rows, self.kv_heads, group * t, d)  # heads are kv-major: head h uses kv head h // group
         if t == 1:
@@ -125,13 +128,7 @@ class LlamaRunner:
         start, end = cache.length, cache.length + t
         cache.valid[:, start:end] = valid
         cache.length = end
-        allowed = cache.valid[:, None, :end].expand(rows, t, end)
-        if t > 1:  # causal among the new tokens
-            causal = torch.ones((t, end), dtype=torch.bool).tril(diagonal=start)
-            allowed = allowed & causal
-        # a padding query row attends to nothing; let it see itself so softmax stays finite
-        allowed = allowed | (torch.arange(end)[None, None, :] == (start + torch.arange(t))[None, :, None])
-        mask = allowed[:, None]  # [rows, 1, t, end]
+        mask = None if start == 0 and bool(valid.all()) else self._mask(cache, start, end, t)
         cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]  # [rows, 1, t, head_dim]
         x = F.embedding(ids, self.embed)
         for layer in range(self.layers):
@@ -147,28 +144,47 @@ class LlamaRunner:
             x = x + F.linear(F.silu(gate) * up, self.down[layer])
         return self._rms(x, self.norm)
 
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        return F.linear(hidden, self.lm_head)
+    @staticmethod
+    def _mask(cache: KVCache, start: int, end: int, t: int) -> torch.Tensor:
+        """Which columns each new token may attend to: [rows, 1, t, end]."""
+        rows = cache.valid.shape[0]
+        allowed = cache.valid[:, None, :end].expand(rows, t, end)
+        if t > 1:  # causal among the new tokens
+            causal = torch.ones((t, end), dtype=torch.bool).tril(diagonal=start)
+            allowed = allowed & causal
+        # a padding query row attends to nothing; let it see itself so softmax stays finite
+        return (allowed | (torch.arange(end)[None, None, :] == (start + torch.arange(t))[None, :, None]))[:, None]
 
 
 class LlamaDecoder:
-    """Incremental decoding of a batch of left-padded prompts through a LlamaRunner."""
+    """A batch of sequences growing through a LlamaRunner: extend them, or take some of their rows."""
 
-    def __init__(self, runner: LlamaRunner) -> None:
-        self.runner = runner
-        self.cache: KVCache | None = None
+    def __init__(self, runner: LlamaRunner, rows: int, capacity: int, cache: KVCache | None = None) -> None:
+        self.runner, self.capacity = runner, capacity
+        self.cache = cache if cache is not None else runner.new_cache(rows, capacity)
 
-    def prefill(self, ids: torch.Tensor, valid: torch.Tensor, positions: torch.Tensor, capacity: int) -> torch.Tensor:
-        """Run the prompts; the logits that follow each one [rows, vocab]."""
-        self.cache = self.runner.new_cache(ids.shape[0], capacity)
-        hidden = self.runner.forward(ids, positions, self.cache, valid)
-        return self.runner.logits(hidden[:, -1])
+    def prefill(self, prompts: list[list[int]]) -> torch.Tensor:
+        """Start every row with its prompt, right-aligned; the final hidden state of each [rows, hidden].
 
-    def select(self, rows: torch.Tensor) -> None:
-        self.cache = self.cache.select(rows)
+        Each prompt runs alone, with no padding and plain causal attention, straight into its
+        row's columns of the batch cache: a batch of prompts of mixed lengths costs no more
+        than its real tokens.
+        """
+        width = max(map(len, prompts))
+        last = []
+        for r, prompt in enumerate(prompts):
+            lead = width - len(prompt)
+            own = KVCache(self.cache.keys[:, r : r + 1, :, lead:], self.cache.values[:, r : r + 1, :, lead:],
+                          self.cache.valid[r : r + 1, lead:])
+            ids = torch.tensor([prompt])
+            last.append(self.runner.forward(ids, torch.arange(len(prompt))[None], own, torch.ones_like(ids, dtype=torch.bool))[0, -1])
+        self.cache.length = width
+        return torch.stack(last)
 
-    def step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """Append one token per row [rows] at `positions` [rows]; the logits after it."""
-        valid = torch.ones((tokens.shape[0], 1), dtype=torch.bool)
-        hidden = self.runner.forward(tokens[:, None], positions[:, None], self.cache, valid)
-        return self.runner.logits(hidden[:, -1])
+    def extend(self, ids: torch.Tensor, valid: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Append `ids` [rows, t] (False in `valid` where padding) at `positions`; their final hidden states."""
+        return self.runner.forward(ids, positions, self.cache, valid)
+
+    def take(self, rows: torch.Tensor) -> "LlamaDecoder":
+        """A decoder whose row j continues row rows[j] of this one (this one is left as it is)."""
+        return LlamaDecoder(self.runner, len(rows), self.capacity, self.cache.select(rows))

@@ -91,45 +91,25 @@ class TransformersModel:
 
     def _score_group(self, prefix_len, members, contexts, targets, results) -> None:
         suffixes = [contexts[m][prefix_len:] + targets[m] for m in members]
-        prefix = self._prefix(contexts[members[0]][:prefix_len], max(map(len, suffixes))) if prefix_len else None
+        # The shared prefix runs once; each chunk of suffixes continues a copy of its state.
+        prefix = self._decoder(1, prefix_len + max(map(len, suffixes)))
+        prefix_last = None
+        if prefix_len:
+            ids = torch.tensor([contexts[members[0]][:prefix_len]])
+            prefix_last = prefix.extend(ids, torch.ones_like(ids, dtype=torch.bool), torch.arange(prefix_len)[None])[0, -1]
+            self.stats.computed_tokens += prefix_len
         for chunk in chunk_by_budget([len(s) for s in suffixes], self.score_batch_tokens):
             rows = [members[c] for c in chunk]
-            hidden = self._suffix_states(prefix, [suffixes[c] for c in chunk])
-            self.stats.computed_tokens += sum(len(suffixes[c]) for c in chunk)
-            self._read_scores(hidden, prefix_len, prefix[1] if prefix else None, rows, contexts, targets, results)
-
-    def _prefix(self, ids: list[int], room: int):
-        """The shared prefix run once: its cache (with `room` columns to spare) and its last hidden state."""
-        self.stats.computed_tokens += len(ids)
-        tokens = torch.tensor([ids])
-        if self.runner is not None:
-            cache = self.runner.new_cache(1, len(ids) + room)
-            hidden = self.runner.forward(tokens, torch.arange(len(ids))[None], cache, torch.ones_like(tokens, dtype=torch.bool))
-            return cache, hidden[0, -1]
-        out = self.model.model(input_ids=tokens, use_cache=True)
-        return out.past_key_values, out.last_hidden_state[0, -1]
-
-    def _suffix_states(self, prefix, suffixes: list[list[int]]) -> torch.Tensor:
-        """Final hidden states [rows, width] of right-padded suffixes, each after the shared prefix (if any)."""
-        width, n = max(len(s) for s in suffixes), len(suffixes)
-        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
-        valid = torch.zeros((n, width), dtype=torch.bool)
-        for r, suffix in enumerate(suffixes):
-            ids[r, : len(suffix)] = torch.tensor(suffix)
-            valid[r, : len(suffix)] = True
-        start = prefix[0].length if prefix and self.runner is not None else (prefix[0].get_seq_length() if prefix else 0)
-        positions = torch.arange(start, start + width).expand(n, -1)
-        if self.runner is not None:
-            cache = prefix[0].select(torch.zeros(n, dtype=torch.long)) if prefix else self.runner.new_cache(n, width)
-            return self.runner.forward(ids, positions, cache, valid)
-        cache = None
-        if prefix is not None:
-            cache = DynamicCache()
-            for layer, entry in enumerate(prefix[0].layers):
-                cache.update(entry.keys.expand(n, -1, -1, -1), entry.values.expand(n, -1, -1, -1), layer)
-        mask = torch.cat([torch.ones((n, start), dtype=torch.long), valid.long()], dim=1)
-        return self.model.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                                use_cache=cache is not None).last_hidden_state
+            width = max(len(suffixes[c]) for c in chunk)
+            ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
+            valid = torch.zeros((len(chunk), width), dtype=torch.bool)
+            for r, c in enumerate(chunk):  # right padding: a suffix's own tokens never see it
+                ids[r, : len(suffixes[c])] = torch.tensor(suffixes[c])
+                valid[r, : len(suffixes[c])] = True
+            positions = torch.arange(prefix_len, prefix_len + width).expand(len(chunk), -1)
+            hidden = prefix.take(torch.zeros(len(chunk), dtype=torch.long)).extend(ids, valid, positions)
+            self.stats.computed_tokens += int(valid.sum())
+            self._read_scores(hidden, prefix_len, prefix_last, rows, contexts, targets, results)
 
     def _read_scores(self, hidden, prefix_len, prefix_last, rows, contexts, targets, results) -> None:
         """Log-probabilities of the target tokens; the LM head runs only at the positions that predict them."""
@@ -175,25 +155,24 @@ class TransformersModel:
         for (i, _), generation in zip(samples, self._sample(chunk, samples, requests, prompts)):
             out[i].append(generation)
 
-    def _decoder(self):
-        return LlamaDecoder(self.runner) if self.runner is not None else GenericDecoder(self.model)
+    def _decoder(self, rows: int, capacity: int):
+        """An empty batch of `rows` sequences of up to `capacity` tokens, on the lean forward where it applies."""
+        if self.runner is not None:
+            return LlamaDecoder(self.runner, rows, capacity)
+        return GenericDecoder(self.model)
 
+    @torch.inference_mode()
     def _sample(self, chunk, samples, requests, prompts) -> list[Generation]:
         """Prefill each distinct prompt once, copy its cache to its n sample rows, then decode."""
-        width = max(len(prompts[i]) for i in chunk)
-        ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
-        valid = torch.zeros((len(chunk), width), dtype=torch.bool)
-        for r, i in enumerate(chunk):  # left padding keeps every row's last token aligned
-            ids[r, width - len(prompts[i]) :] = torch.tensor(prompts[i])
-            valid[r, width - len(prompts[i]) :] = True
-        positions = (valid.long().cumsum(-1) - 1).clamp(min=0)
-        decoder = self._decoder()
-        logits = decoder.prefill(ids, valid, positions, width + max(requests[i].max_new_tokens for i in chunk))
-        self.stats.computed_tokens += int(valid.sum())
+        mine = [prompts[i] for i in chunk]
+        decoder = self._decoder(len(chunk), max(map(len, mine)) + max(requests[i].max_new_tokens for i in chunk))
+        logits = self.model.lm_head(decoder.prefill(mine))
+        positions = torch.tensor([len(p) - 1 for p in mine])
+        self.stats.computed_tokens += sum(map(len, mine))
         # One row per sample: row j copies the prefilled state of its request.
         expand = torch.tensor([chunk.index(i) for i, _ in samples])
-        decoder.select(expand)
-        logits, positions = logits[expand], positions[expand, -1]
+        decoder = decoder.take(expand)
+        logits, positions = logits[expand], positions[expand]
 
         b = len(samples)
         reqs = [requests[i] for i, _ in samples]
@@ -214,7 +193,7 @@ class TransformersModel:
             if len(live) < len(rows) and (len(rows) - len(live)) * 4 >= len(rows):
                 # Compact once a quarter of the rows finished: copying the cache costs about a step.
                 index = torch.tensor(live)
-                decoder.select(index)
+                decoder = decoder.take(index)
                 logits, positions, temperature, top_p = logits[index], positions[index], temperature[index], top_p[index]
                 penalty, seen = penalty[index], seen[index]
                 rows = [rows[pos] for pos in live]
@@ -249,7 +228,8 @@ class TransformersModel:
             if all(r is None for r in rows):
                 break
             positions = positions + 1
-            logits = decoder.step(tokens, positions)
+            step = decoder.extend(tokens[:, None], torch.ones((len(rows), 1), dtype=torch.bool), positions[:, None])
+            logits = self.model.lm_head(step[:, -1])
         return [self._finish(produced[r], finish[r] or "length", reqs[r].stop) for r in range(b)]
 
     @staticmethod
@@ -295,23 +275,30 @@ class TransformersModel:
 
 
 class GenericDecoder:
-    """Incremental decoding through transformers' own forward: any causal LM (the fallback)."""
+    """A batch of sequences growing through transformers' own forward: any causal LM (the fallback)."""
 
-    def __init__(self, model) -> None:
+    def __init__(self, model, cache: DynamicCache | None = None, mask: torch.Tensor | None = None) -> None:
         self.model = model
-        self.cache = DynamicCache()
-        self.mask: torch.Tensor | None = None
+        self.cache = cache if cache is not None else DynamicCache()
+        self.mask = mask
 
-    def prefill(self, ids: torch.Tensor, valid: torch.Tensor, positions: torch.Tensor, capacity: int) -> torch.Tensor:
-        self.mask = valid.long()
-        return self.model(input_ids=ids, attention_mask=self.mask, position_ids=positions, past_key_values=self.cache,
-                          use_cache=True, logits_to_keep=1).logits[:, -1]
+    def prefill(self, prompts: list[list[int]]) -> torch.Tensor:
+        """Start every row with its prompt, left-padded to one width; the final hidden state of each."""
+        width = max(map(len, prompts))
+        ids = torch.full((len(prompts), width), self.model.config.pad_token_id or 0, dtype=torch.long)
+        valid = torch.zeros((len(prompts), width), dtype=torch.bool)
+        for r, prompt in enumerate(prompts):
+            ids[r, width - len(prompt) :] = torch.tensor(prompt)
+            valid[r, width - len(prompt) :] = True
+        return self.extend(ids, valid, (valid.long().cumsum(-1) - 1).clamp(min=0))[:, -1]
 
-    def select(self, rows: torch.Tensor) -> None:
-        self.cache.batch_select_indices(rows)
-        self.mask = self.mask[rows]
+    def extend(self, ids: torch.Tensor, valid: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        self.mask = valid.long() if self.mask is None else torch.cat([self.mask, valid.long()], dim=1)
+        return self.model.model(input_ids=ids, attention_mask=self.mask, position_ids=positions,
+                                past_key_values=self.cache, use_cache=True).last_hidden_state
 
-    def step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        self.mask = torch.cat([self.mask, torch.ones((len(tokens), 1), dtype=torch.long)], dim=1)
-        return self.model(input_ids=tokens[:, None], attention_mask=self.mask, position_ids=positions[:, None],
-                          past_key_values=self.cache, use_cache=True).logits[:, -1]
+    def take(self, rows: torch.Tensor) -> "GenericDecoder":
+        cache = DynamicCache()
+        for layer, entry in enumerate(self.cache.layers):
+            cache.update(entry.keys[rows], entry.values[rows], layer)
+        return GenericDecoder(self.model, cache, None if self.mask is None else self.mask[rows])

@@ -31,15 +31,15 @@ def test_prefill_and_decode_logits_equal_the_transformers_forward(fp32_model):
         reference = fp32_model.model(input_ids=ids, attention_mask=valid.long(), position_ids=positions).logits
         for r in range(2):  # every real position, not only the last
             real = valid[r]
-            assert (runner.logits(hidden[r, real]) - reference[r, real]).abs().max() < 1e-4
+            assert (fp32_model.model.lm_head(hidden[r, real]) - reference[r, real]).abs().max() < 1e-4
         # Two decode steps appended in place equal a full forward over the longer sequences.
         for _ in range(2):
-            token = runner.logits(hidden[:, -1]).argmax(-1)
+            token = fp32_model.model.lm_head(hidden[:, -1]).argmax(-1)
             positions = torch.cat([positions, positions[:, -1:] + 1], dim=1)
             hidden = runner.forward(token[:, None], positions[:, -1:], cache, torch.ones((2, 1), dtype=torch.bool))
             ids, valid = torch.cat([ids, token[:, None]], 1), torch.cat([valid, torch.ones((2, 1), dtype=torch.bool)], 1)
         reference = fp32_model.model(input_ids=ids, attention_mask=valid.long(), position_ids=positions).logits[:, -1]
-        assert (runner.logits(hidden[:, -1]) - reference).abs().max() < 1e-4
+        assert (fp32_model.model.lm_head(hidden[:, -1]) - reference).abs().max() < 1e-4
 
 
 def test_a_selected_cache_keeps_its_rows(fp32_model):
@@ -64,7 +64,7 @@ def test_generations_equal_those_of_the_transformers_forward(fp32_model, monkeyp
                           stop=("four",)),
     ]
     lean = fp32_model.generate(requests)
-    monkeypatch.setattr(fp32_model, "_decoder", lambda: GenericDecoder(fp32_model.model))
+    monkeypatch.setattr(fp32_model, "_decoder", lambda rows, capacity: GenericDecoder(fp32_model.model))
     generic = fp32_model.generate(requests)
     assert [[(g.text, g.finish_reason, g.tokens) for g in r] for r in lean] == \
            [[(g.text, g.finish_reason, g.tokens) for g in r] for r in generic]

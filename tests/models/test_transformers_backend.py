@@ -56,3 +56,22 @@ def test_generation_stops_at_a_stop_string_and_cuts_it(fp32_model):
     )
     (g,) = fp32_model.generate([request])[0]
     assert g.finish_reason == "stop" and "five" not in g.text and "four" in g.text
+
+
+def test_nucleus_sampling_draws_each_token_at_its_renormalized_probability():
+    """_choose is exact: tokens outside the top-p nucleus never come, those inside at p / nucleus mass,
+    whether the nucleus lies inside the partial top-k head or needs the full sort."""
+    from reer.models.transformers_backend import TransformersModel
+
+    probs = torch.tensor([0.05, 0.4, 0.3, 0.15, 0.1])  # top_p 0.8: nucleus {1, 2, 3}, mass 0.85
+    logits = probs.log()[None].repeat(4000, 1)
+    temperature, top_p = torch.ones((4000, 1)), torch.full((4000, 1), 0.8)
+    expected = {1: 0.4 / 0.85, 2: 0.3 / 0.85, 3: 0.15 / 0.85}
+    for head in (5, 2):  # 2: the head holds 0.7 < top_p, so every row falls back to the full sort
+        generators = [torch.Generator().manual_seed(i) for i in range(4000)]
+        picks = TransformersModel._choose(logits, temperature, top_p, generators, head=head)
+        assert set(picks) == set(expected)
+        for token, p in expected.items():
+            assert abs(picks.count(token) / len(picks) - p) < 0.03, (head, token)
+    greedy = TransformersModel._choose(logits[:3], torch.zeros((3, 1)), top_p[:3], generators[:3])
+    assert greedy == [1, 1, 1]
