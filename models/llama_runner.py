@@ -38,8 +38,9 @@ class KVCache:
     def select(self, rows: torch.Tensor) -> "KVCache":
         """Row j is a copy of row rows[j]: finished rows leave, or one prompt's cache serves its n samples."""
         n = self.length
-        keys = self.keys.new_empty((self.keys.shape[0], len(rows), *self.keys.shape[2:]))
-        values = torch.empty_like(keys)
+        # zeros, not garbage: decoding reads the whole buffer, and 0 * NaN would leak through the mask
+        keys = self.keys.new_zeros((self.keys.shape[0], len(rows), *self.keys.shape[2:]))
+        values = torch.zeros_like(keys)
         keys[:, :, :, :n] = self.keys[:, rows, :, :n]
         values[:, :, :, :n] = self.values[:, rows, :, :n]
         return KVCache(keys, values, self.valid[rows], n)
@@ -79,7 +80,7 @@ class LlamaRunner:
 
     def new_cache(self, rows: int, capacity: int) -> KVCache:
         shape = (self.layers, rows, self.kv_heads, capacity, self.head_dim)
-        return KVCache(torch.empty(shape, dtype=self.dtype), torch.empty(shape, dtype=self.dtype),
+        return KVCache(torch.zeros(shape, dtype=self.dtype), torch.zeros(shape, dtype=self.dtype),
                        torch.zeros((rows, capacity), dtype=torch.bool))
 
     def _rms(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -128,7 +129,10 @@ class LlamaRunner:
         start, end = cache.length, cache.length + t
         cache.valid[:, start:end] = valid
         cache.length = end
-        mask = None if start == 0 and bool(valid.all()) else self._mask(cache, start, end, t)
+        if t == 1:
+            mask = cache.valid[:, None, None, :]  # [rows, 1, 1, capacity]; a decoding row always sees itself
+        else:
+            mask = None if start == 0 and bool(valid.all()) else self._mask(cache, start, end, t)
         cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]  # [rows, 1, t, head_dim]
         x = F.embedding(ids, self.embed)
         for layer in range(self.layers):
@@ -138,7 +142,10 @@ class LlamaRunner:
             k = self._rotate(k.view(rows, t, self.kv_heads, self.head_dim).transpose(1, 2), cos, sin)
             cache.keys[layer, :, :, start:end] = k
             cache.values[layer, :, :, start:end] = v.view(rows, t, self.kv_heads, self.head_dim).transpose(1, 2)
-            attended = self._attend(q, cache.keys[layer, :, :, :end], cache.values[layer, :, :, :end], mask)
+            if t == 1:  # the whole buffer, unwritten columns masked: a slice of it would be copied by bmm
+                attended = self._attend(q, cache.keys[layer], cache.values[layer], mask)
+            else:
+                attended = self._attend(q, cache.keys[layer, :, :, :end], cache.values[layer, :, :, :end], mask)
             x = x + F.linear(attended, self.out[layer])
             gate, up = F.linear(self._rms(x, self.mlp_norm[layer]), self.gate_up[layer]).split(self.intermediate, dim=-1)
             x = x + F.linear(F.silu(gate) * up, self.down[layer])

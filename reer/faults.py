@@ -2,8 +2,8 @@
 
 REER_KILL_AT=point:n kills this process (SIGKILL, as a power cut would) on its n-th pass
 through `point`. REER_HOLD_AT=point:n holds it there while the file REER_HOLD_FILE exists,
-so a test can act on a run that is provably mid-way. Without either, a checkpoint costs
-two dictionary lookups.
+so a test can act on a run that is provably mid-way; while it holds, REER_HOLD_FILE.held
+exists. Without either, a checkpoint costs two dictionary lookups.
 """
 
 from __future__ import annotations
@@ -32,5 +32,8 @@ def checkpoint(point: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
     if hold == (point, _hits[point]):
         flag = Path(os.environ["REER_HOLD_FILE"])
+        held = flag.with_name(flag.name + ".held")
+        held.touch()
         while flag.exists():
             time.sleep(0.05)
+        held.unlink(missing_ok=True)

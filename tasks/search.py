@@ -367,18 +367,19 @@ def drive(
     then every pending scoring in one scoring call. The records of each call reach the
     sink before the next call, so a model error or a crash never strands a transition
     that was applied in memory but not stored. Raises StopRequested at a batch boundary
-    once `stop_requested()` says so.
+    once `stop_requested()` says so; never between a generation and the scoring of its text,
+    which is what makes it worth storing.
     """
     from reer.interrupts import StopRequested
 
     active = [s for s in searches if not s.done]
     total = len(active)
 
-    def store(records: list[Record]) -> None:
+    def store(records: list[Record], may_stop: bool = True) -> None:
         if records:
             sink(records)
             checkpoint("stored")
-        if stop_requested():
+        if may_stop and stop_requested():
             raise StopRequested
 
     while active:
@@ -392,7 +393,9 @@ def drive(
         if batch:
             results = generator.generate([s.need.request for s in batch])
             checkpoint("generated")
-            store([r for s, generations in zip(batch, results) for r in s.on_generated(generations)])
+            records = [r for s, generations in zip(batch, results) for r in s.on_generated(generations)]
+            # A stop waits for the scoring of what was just generated: stopping here would throw it away.
+            store(records, may_stop=not any(isinstance(s.need, ScoringNeed) for s in batch))
         scoring = [s for s in active if isinstance(s.need, ScoringNeed)]
         if scoring:
             logprobs = scorer.score([r for s in scoring for r in s.need.requests])

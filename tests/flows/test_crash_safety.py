@@ -194,7 +194,9 @@ def test_readers_writers_and_ctrl_c_during_a_run(tmp_path, items, reference, pre
         second = reer("run", str(items), *SEARCH, db=db, api=prefect_api)
         assert second.returncode == 1 and "held by another reer process" in second.stderr
         assert "Traceback" not in second.stderr and len(second.stderr.strip().splitlines()) == 1
-        # Ctrl-C: the run finishes the batch in hand, stops, and says how to go on.
+        # Ctrl-C, once the run holds after its first stored batch: it finishes the batch in hand,
+        # stops, and says how to go on.
+        wait_for(lambda: hold.with_name("hold.held").exists(), "first stored batch", running)
         running.send_signal(signal.SIGINT)
         time.sleep(1)
         hold.unlink()

@@ -204,3 +204,18 @@ def test_a_rewrite_that_repeats_its_segment_is_kept_as_unchanged_and_not_scored(
     assert len(scored) == 1  # only z(0) was scored
     (outcome,) = [r for r in records if isinstance(r, OutcomeRecord)]
     assert outcome.accepted_edits == 0 and outcome.final_score == outcome.initial_score
+
+
+def test_a_stop_waits_for_the_scoring_of_what_was_just_generated():
+    import pytest
+
+    from reer.interrupts import StopRequested
+
+    search, model = make_search()
+    records = []
+    with pytest.raises(StopRequested):
+        drive([search], model, model, records.extend, stop_requested=lambda: True)
+    # z(0) was generated and scored before the stop: nothing generated was thrown away.
+    (initial,) = [r for r in records if isinstance(r, RevisionRecord)]
+    assert initial.kind == "initial" and initial.status == "scored" and initial.score is not None
+    assert model.calls == 1  # and no rewrite was asked for after the stop
