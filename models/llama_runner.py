@@ -20,7 +20,7 @@ import torch.nn.functional as F
 def supports(model) -> bool:
     """Whether `model` is a plain Llama this runner computes exactly."""
     cfg = model.config
-    rope = getattr(cfg, "rope_parameters", None) or {"rope_type": "default"}
+    rope = getattr(cfg, "rope_parameters", None) or getattr(cfg, "rope_scaling", None) or {"rope_type": "default"}
     return (getattr(cfg, "model_type", None) == "llama" and not getattr(cfg, "attention_bias", False)
             and not getattr(cfg, "mlp_bias", False) and getattr(cfg, "hidden_act", "silu") == "silu"
             and rope.get("rope_type", "default") == "default" and getattr(cfg, "pretraining_tp", 1) == 1)
