@@ -168,11 +168,13 @@ def bench_generation(settings, quick: bool) -> dict:
         requests = [GenerationRequest(messages=(("user", f"Write a short paragraph about harbour number {i}."),),
                                       n=1, temperature=0.8, top_p=0.85, max_new_tokens=tokens, seed=i)
                     for i in range(concurrent)]
-        before = model.stats.generated_tokens
-        start = time.perf_counter()
-        model.generate(requests)
-        seconds = time.perf_counter() - start
-        made = model.stats.generated_tokens - before
+        seconds = float("inf")
+        for _ in range(3):  # best of three: a few seconds each, and this machine's speed wanders
+            before = model.stats.generated_tokens
+            start = time.perf_counter()
+            model.generate(requests)
+            seconds = min(seconds, time.perf_counter() - start)
+            made = model.stats.generated_tokens - before  # the same every time: the seeds fix the samples
         out[str(concurrent)] = {"tokens": made, "seconds": round(seconds, 2), "tokens_per_second": round(made / seconds, 1)}
     return out
 
@@ -315,7 +317,7 @@ def render_markdown(r: dict) -> str:
         f"| scoring: necessary tokens/s | {s['necessary_tokens_per_second']} ({100 * s['fraction_of_compute_limit']:.0f}% of the limit) |",
         f"| scoring: speed-up over one-by-one full recompute | {s['speedup_over_naive']}x ({s['necessary_tokens']} vs {s['full_recompute_tokens']} tokens computed) |",
         f"| scoring: max abs log-prob difference, fp32 | {s['max_abs_logprob_diff_fp32']:.2e} |",
-        *[f"| generation, {k} concurrent | {v['tokens_per_second']} tokens/s |" for k, v in g.items()],
+        *[f"| generation, {k} concurrent (best of 3) | {v['tokens_per_second']} tokens/s |" for k, v in g.items()],
         f"| generation at REER's prompt lengths ({r['long_generation']['rows']} rows, prompts of {r['long_generation']['prompt_tokens_mean']} tokens) | "
         f"{r['long_generation']['lean']['tokens_per_second']} tokens/s; transformers' forward {r['long_generation']['transformers']['tokens_per_second']} tokens/s ({r['long_generation']['speedup']}x) |",
         f"| end to end, batched driver | {e['batched']['items_per_hour']} items/h ({e['batched']['generation_calls']} generation + {e['batched']['scoring_calls']} scoring calls, {e['batched']['generated_tokens']} generated, {e['batched']['computed_tokens']} computed tokens) |",

@@ -72,3 +72,24 @@ def chunk_by_budget(lengths: Sequence[int], budget: int, max_rows: int | None = 
     if chunk:
         chunks.append(chunk)
     return chunks
+
+
+def similar_length_runs(lengths: Sequence[int], slack: float = 0.125, budget: int = 8192) -> list[range]:
+    """Split rows, in their order, into runs that pad to their longest with little waste.
+
+    A run grows while its padded size (rows x longest) stays within `budget` tokens and within
+    `1 + slack` times its real tokens: short prompts go together (one pass amortizes the
+    per-layer cost), long ones of different lengths alone (padding would cost real work).
+    """
+    runs: list[range] = []
+    start, longest, total = 0, 0, 0
+    for i, n in enumerate(lengths):
+        wider, more = max(longest, n), total + n
+        rows = i - start + 1
+        if i > start and (wider * rows > budget or wider * rows > (1 + slack) * more):
+            runs.append(range(start, i))
+            start, wider, more = i, n, n
+        longest, total = wider, more
+    if lengths:
+        runs.append(range(start, len(lengths)))
+    return runs

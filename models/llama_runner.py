@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from reer.models.batching import similar_length_runs
+
 
 def supports(model) -> bool:
     """Whether `model` is a plain Llama this runner computes exactly."""
@@ -173,20 +175,26 @@ class LlamaDecoder:
     def prefill(self, prompts: list[list[int]]) -> torch.Tensor:
         """Start every row with its prompt, right-aligned; the final hidden state of each [rows, hidden].
 
-        Each prompt runs alone, with no padding and plain causal attention, straight into its
-        row's columns of the batch cache: a batch of prompts of mixed lengths costs no more
-        than its real tokens.
+        Rows of similar length run together, left-padded to their run's longest; a run without
+        padding takes plain causal attention, SDPA's fastest path. Each run writes straight
+        into its rows' columns of the batch cache, so prompts of mixed lengths cost about
+        their real tokens, and short ones still share a pass.
         """
         width = max(map(len, prompts))
         last = []
-        for r, prompt in enumerate(prompts):
-            lead = width - len(prompt)
-            own = KVCache(self.cache.keys[:, r : r + 1, :, lead:], self.cache.values[:, r : r + 1, :, lead:],
-                          self.cache.valid[r : r + 1, lead:])
-            ids = torch.tensor([prompt])
-            last.append(self.runner.forward(ids, torch.arange(len(prompt))[None], own, torch.ones_like(ids, dtype=torch.bool))[0, -1])
+        for run in similar_length_runs([len(p) for p in prompts]):
+            longest = max(len(prompts[r]) for r in run)
+            ids = torch.full((len(run), longest), 0, dtype=torch.long)
+            valid = torch.zeros((len(run), longest), dtype=torch.bool)
+            for j, r in enumerate(run):
+                ids[j, longest - len(prompts[r]) :] = torch.tensor(prompts[r])
+                valid[j, longest - len(prompts[r]) :] = True
+            lead, rows = width - longest, slice(run.start, run.stop)
+            view = KVCache(self.cache.keys[:, rows, :, lead:], self.cache.values[:, rows, :, lead:], self.cache.valid[rows, lead:])
+            positions = (valid.long().cumsum(-1) - 1).clamp(min=0)
+            last.append(self.runner.forward(ids, positions, view, valid)[:, -1])
         self.cache.length = width
-        return torch.stack(last)
+        return torch.cat(last)
 
     def extend(self, ids: torch.Tensor, valid: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Append `ids` [rows, t] (False in `valid` where padding) at `positions`; their final hidden states."""

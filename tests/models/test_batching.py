@@ -39,3 +39,17 @@ def test_chunks_respect_the_token_budget_and_row_cap():
     for chunk in chunks:
         assert max(lengths[i] for i in chunk) * len(chunk) <= 400 or len(chunk) == 1
     assert all(len(c) <= 2 for c in chunk_by_budget([1] * 5, budget=10**6, max_rows=2))
+
+
+def test_similar_length_runs_pad_little_and_keep_order():
+    from reer.models.batching import similar_length_runs
+
+    lengths = [40, 41, 44, 40, 700, 1250, 1251, 30]
+    runs = similar_length_runs(lengths, slack=0.125, budget=8192)
+    assert [list(r) for r in runs] == [[0, 1, 2, 3], [4], [5, 6], [7]]
+    assert [i for r in runs for i in r] == list(range(len(lengths)))  # every row once, in order
+    for r in runs:  # the promise: padding within the slack, size within the budget
+        widest = max(lengths[i] for i in r)
+        assert widest * len(r) <= max(8192, widest) and widest * len(r) <= 1.125 * sum(lengths[i] for i in r)
+    assert [list(r) for r in similar_length_runs([100] * 100, budget=1000)] == [list(range(k, k + 10)) for k in range(0, 100, 10)]
+    assert similar_length_runs([]) == []
