@@ -113,7 +113,7 @@ class LlamaRunner:
         if t == 1:
             # Decoding: two plain matrix products and a float32 softmax beat SDPA's kernel 2x at these
             # sizes (one query row per head), and the scores are small: [rows, kv_heads, group, n].
-            # keys @ q^T reads the cache slice as it lies; q @ keys^T would copy it first (2.5x slower).
+            # keys @ q^T reads the cache as it lies; q @ keys^T would copy it first (2.5x slower).
             scores = torch.matmul(keys, stacked.transpose(-1, -2)).transpose(-1, -2).float().mul_(d ** -0.5)
             weights = torch.softmax(scores.masked_fill_(~mask, float("-inf")), dim=-1).to(values.dtype)
             out = torch.matmul(weights, values)
@@ -155,12 +155,9 @@ class LlamaRunner:
 
     @staticmethod
     def _mask(cache: KVCache, start: int, end: int, t: int) -> torch.Tensor:
-        """Which columns each new token may attend to: [rows, 1, t, end]."""
-        rows = cache.valid.shape[0]
-        allowed = cache.valid[:, None, :end].expand(rows, t, end)
-        if t > 1:  # causal among the new tokens
-            causal = torch.ones((t, end), dtype=torch.bool).tril(diagonal=start)
-            allowed = allowed & causal
+        """Which columns each of t > 1 new tokens may attend to: [rows, 1, t, end]."""
+        causal = torch.ones((t, end), dtype=torch.bool).tril(diagonal=start)  # earlier columns, and itself
+        allowed = cache.valid[:, None, :end] & causal
         # a padding query row attends to nothing; let it see itself so softmax stays finite
         return (allowed | (torch.arange(end)[None, None, :] == (start + torch.arange(t))[None, :, None]))[:, None]
 

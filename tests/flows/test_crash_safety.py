@@ -136,6 +136,8 @@ def test_killed_anywhere_and_rerun_it_ends_as_an_uninterrupted_run(tmp_path, ite
     # The same command once more, untouched: it finishes the job.
     last = reer("run", str(items), *SEARCH, db=db, api=prefect_api)
     assert last.returncode == 0, last.stderr[-2000:]
+    print(f"{len(kills)} kills at {len(set(kills))} distinct points, {completed_early} runs with no such point left: "
+          + ", ".join(kills))  # shown by `pytest -rP`
     assert len(kills) >= 20, kills
     assert len(set(kills)) >= 12  # every stage: sourcing, preparing, each model call, writes, checks, export
 
