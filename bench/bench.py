@@ -190,7 +190,8 @@ def bench_long_generation(settings, quick: bool) -> dict:
                                   top_p=0.85, max_new_tokens=32 if quick else 64, seed=i) for i, ex in enumerate(examples)]
     prompt_tokens = [model.count_tokens(r.messages[0][1]) for r in requests]
     out = {"requests": len(requests), "rows": 2 * len(requests), "prompt_tokens_mean": round(sum(prompt_tokens) / len(prompt_tokens))}
-    for name, decoder in (("lean", model._decoder), ("transformers", lambda rows, capacity: GenericDecoder(model.model))):
+    # Alternating, best of two each: this machine's speed drifts within a minute.
+    for name, decoder in 2 * (("lean", model._decoder), ("transformers", lambda rows, capacity: GenericDecoder(model.model))):
         before = model.stats.generated_tokens
         start = time.perf_counter()
         model._decoder = decoder
@@ -200,7 +201,8 @@ def bench_long_generation(settings, quick: bool) -> dict:
             del model._decoder  # back to the class's choice
         seconds = time.perf_counter() - start
         made = model.stats.generated_tokens - before
-        out[name] = {"tokens": made, "seconds": round(seconds, 2), "tokens_per_second": round(made / seconds, 1)}
+        if name not in out or seconds < out[name]["seconds"]:
+            out[name] = {"tokens": made, "seconds": round(seconds, 2), "tokens_per_second": round(made / seconds, 1)}
     out["speedup"] = round(out["transformers"]["seconds"] / out["lean"]["seconds"], 2)
     return out
 
@@ -281,6 +283,14 @@ def main() -> None:
     print(f"matmul peak: bf16 {peak_bf16 / 1e9:.0f} GFLOP/s, fp32 {peak_fp32 / 1e9:.0f} GFLOP/s; "
           f"compute limit {peak_bf16 / per_token:.0f} tokens/s (bf16, context 512)", flush=True)
     scoring = bench_scoring(settings, args.quick)
+    # The peak again, right after scoring: the limit is the best this machine does, and its speed drifts.
+    again = matmul_peak(torch.bfloat16)
+    if again > peak_bf16:
+        peak_bf16 = again
+        results["peak"].update(bf16_gflops=round(peak_bf16 / 1e9, 1),
+                               compute_limit_tokens_per_second_bf16=round(peak_bf16 / per_token, 1))
+        print(f"matmul peak, measured again after scoring: bf16 {peak_bf16 / 1e9:.0f} GFLOP/s; "
+              f"compute limit {peak_bf16 / per_token:.0f} tokens/s", flush=True)
     scoring["fraction_of_compute_limit"] = round(scoring.pop("achieved_flops") / peak_bf16, 3)
     results["scoring"] = scoring
     print(f"scoring: {scoring['necessary_tokens_per_second']} necessary tokens/s = "
