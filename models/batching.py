@@ -1,9 +1,11 @@
-"""Pure planning of model batches: shared-prefix groups and token-budgeted chunks."""
+"""Planning of model batches (shared-prefix groups, token-budgeted chunks, similar-length runs) and padded id tensors."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Sequence
+
+import torch
 
 
 @dataclass(frozen=True)
@@ -93,3 +95,14 @@ def similar_length_runs(lengths: Sequence[int], slack: float = 0.125, budget: in
     if lengths:
         runs.append(range(start, len(lengths)))
     return runs
+
+
+def left_padded(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Token ids [rows, longest] padded on the left (every last token aligned), which are real, and positions."""
+    width = max(map(len, prompts))
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    valid = torch.zeros((len(prompts), width), dtype=torch.bool)
+    for r, prompt in enumerate(prompts):
+        ids[r, width - len(prompt) :] = torch.tensor(prompt)
+        valid[r, width - len(prompt) :] = True
+    return ids, valid, (valid.long().cumsum(-1) - 1).clamp(min=0)

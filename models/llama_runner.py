@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from reer.models.batching import similar_length_runs
+from reer.models.batching import left_padded, similar_length_runs
 
 
 def supports(model) -> bool:
@@ -132,8 +132,12 @@ class LlamaRunner:
         cache.valid[:, start:end] = valid
         cache.length = end
         if t == 1:
-            mask = cache.valid[:, None, None, :]  # [rows, 1, 1, capacity]; a decoding row always sees itself
+            # Decoding reads the whole buffer, unwritten columns masked: a slice of it would be copied
+            # by bmm. A decoding row always sees itself.
+            span = cache.keys.shape[3]
+            mask = cache.valid[:, None, None, :]  # [rows, 1, 1, capacity]
         else:
+            span = end
             mask = None if start == 0 and bool(valid.all()) else self._mask(cache, start, end, t)
         cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]  # [rows, 1, t, head_dim]
         x = F.embedding(ids, self.embed)
@@ -144,10 +148,7 @@ class LlamaRunner:
             k = self._rotate(k.view(rows, t, self.kv_heads, self.head_dim).transpose(1, 2), cos, sin)
             cache.keys[layer, :, :, start:end] = k
             cache.values[layer, :, :, start:end] = v.view(rows, t, self.kv_heads, self.head_dim).transpose(1, 2)
-            if t == 1:  # the whole buffer, unwritten columns masked: a slice of it would be copied by bmm
-                attended = self._attend(q, cache.keys[layer], cache.values[layer], mask)
-            else:
-                attended = self._attend(q, cache.keys[layer, :, :, :end], cache.values[layer, :, :, :end], mask)
+            attended = self._attend(q, cache.keys[layer, :, :, :span], cache.values[layer, :, :, :span], mask)
             x = x + F.linear(attended, self.out[layer])
             gate, up = F.linear(self._rms(x, self.mlp_norm[layer]), self.gate_up[layer]).split(self.intermediate, dim=-1)
             x = x + F.linear(F.silu(gate) * up, self.down[layer])
@@ -180,15 +181,9 @@ class LlamaDecoder:
         width = max(map(len, prompts))
         last = []
         for run in similar_length_runs([len(p) for p in prompts]):
-            longest = max(len(prompts[r]) for r in run)
-            ids = torch.full((len(run), longest), 0, dtype=torch.long)
-            valid = torch.zeros((len(run), longest), dtype=torch.bool)
-            for j, r in enumerate(run):
-                ids[j, longest - len(prompts[r]) :] = torch.tensor(prompts[r])
-                valid[j, longest - len(prompts[r]) :] = True
-            lead, rows = width - longest, slice(run.start, run.stop)
+            ids, valid, positions = left_padded(prompts[run.start : run.stop], pad_id=0)  # padding is never attended
+            lead, rows = width - ids.shape[1], slice(run.start, run.stop)
             view = KVCache(self.cache.keys[:, rows, :, lead:], self.cache.values[:, rows, :, lead:], self.cache.valid[rows, lead:])
-            positions = (valid.long().cumsum(-1) - 1).clamp(min=0)
             last.append(self.runner.forward(ids, positions, view, valid)[:, -1])
         self.cache.length = width
         return torch.cat(last)

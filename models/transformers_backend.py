@@ -17,7 +17,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 from reer.models.base import Generation, GenerationRequest, ModelStats, ScoreRequest
-from reer.models.batching import chunk_by_budget, group_by_shared_prefix
+from reer.models.batching import chunk_by_budget, group_by_shared_prefix, left_padded
 from reer.models.llama_runner import LlamaDecoder, LlamaRunner, supports
 
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -284,13 +284,8 @@ class GenericDecoder:
 
     def prefill(self, prompts: list[list[int]]) -> torch.Tensor:
         """Start every row with its prompt, left-padded to one width; the final hidden state of each."""
-        width = max(map(len, prompts))
-        ids = torch.full((len(prompts), width), self.model.config.pad_token_id or 0, dtype=torch.long)
-        valid = torch.zeros((len(prompts), width), dtype=torch.bool)
-        for r, prompt in enumerate(prompts):
-            ids[r, width - len(prompt) :] = torch.tensor(prompt)
-            valid[r, width - len(prompt) :] = True
-        return self.extend(ids, valid, (valid.long().cumsum(-1) - 1).clamp(min=0))[:, -1]
+        ids, valid, positions = left_padded(prompts, self.model.config.pad_token_id or 0)
+        return self.extend(ids, valid, positions)[:, -1]
 
     def extend(self, ids: torch.Tensor, valid: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         self.mask = valid.long() if self.mask is None else torch.cat([self.mask, valid.long()], dim=1)

@@ -4,27 +4,21 @@ import pytest
 import torch
 
 from reer.models.base import GenerationRequest
+from reer.models.batching import left_padded
 from reer.models.llama_runner import LlamaRunner, supports
 from reer.models.transformers_backend import GenericDecoder
 
 pytestmark = pytest.mark.model
 
 
-def left_padded(model, texts):
-    prompts = [model.encode(t) for t in texts]
-    width = max(map(len, prompts))
-    ids = torch.full((len(prompts), width), model.pad_id)
-    valid = torch.zeros((len(prompts), width), dtype=torch.bool)
-    for r, p in enumerate(prompts):
-        ids[r, width - len(p):] = torch.tensor(p)
-        valid[r, width - len(p):] = True
-    return ids, valid, (valid.long().cumsum(-1) - 1).clamp(min=0)
+def left_padded_texts(model, texts):
+    return left_padded([model.encode(t) for t in texts], model.pad_id)
 
 
 def test_prefill_and_decode_logits_equal_the_transformers_forward(fp32_model):
     assert supports(fp32_model.model)
     runner = LlamaRunner(fp32_model.model)
-    ids, valid, positions = left_padded(fp32_model, ["A cat.", "Write a poem about the sea and the ships that sail at night."])
+    ids, valid, positions = left_padded_texts(fp32_model, ["A cat.", "Write a poem about the sea and the ships that sail at night."])
     cache = runner.new_cache(2, ids.shape[1] + 4)
     with torch.inference_mode():
         hidden = runner.forward(ids, positions, cache, valid)
@@ -44,7 +38,7 @@ def test_prefill_and_decode_logits_equal_the_transformers_forward(fp32_model):
 
 def test_a_selected_cache_keeps_its_rows(fp32_model):
     runner = LlamaRunner(fp32_model.model)
-    ids, valid, positions = left_padded(fp32_model, ["One.", "Two words.", "And three words here."])
+    ids, valid, positions = left_padded_texts(fp32_model, ["One.", "Two words.", "And three words here."])
     cache = runner.new_cache(3, ids.shape[1] + 2)
     runner.forward(ids, positions, cache, valid)
     picked = cache.select(torch.tensor([2, 2, 0]))
