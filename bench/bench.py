@@ -12,17 +12,16 @@ import json
 import platform
 import resource
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from reer.models.base import Generation, GenerationRequest, ModelStats, ScoreRequest
+from reer.models.base import GenerationRequest, ModelStats, ScoreRequest
 from reer.models.loading import load_model
 from reer.settings import Settings
+from reer.tasks.ingest import Example, bundled_sample, read_source
 from reer.tasks.scoring import split_reference
 from reer.tasks.search import ItemSearch, SearchConfig, SearchItem, drive
-from reer.tasks.sourcing import Example, bundled_sample, read_source
 
 HERE = Path(__file__).parent
 
@@ -42,7 +41,9 @@ def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 8) -> float
 def flops_per_token(model, context: int) -> float:
     """Forward FLOPs of one token at a given context length (weights, attention; no LM head)."""
     cfg = model.model.config
-    weights = sum(p.numel() for n, p in model.model.named_parameters() if "embed_tokens" not in n and "lm_head" not in n)
+    weights = sum(
+        p.numel() for n, p in model.model.named_parameters() if "embed_tokens" not in n and "lm_head" not in n
+    )
     attention = 2 * 2 * cfg.num_hidden_layers * context * cfg.num_attention_heads * cfg.head_dim
     return 2 * weights + attention
 
@@ -122,8 +123,8 @@ def scoring_requests(model, examples, k: int = 4):
 
 def bench_scoring(settings, quick: bool) -> dict:
     examples = sample_examples(4 if quick else 8)
-    exact = load_model(settings.scorer_model, dtype="float32", home=settings.home)
-    fast = load_model(settings.scorer_model, dtype="bfloat16", home=settings.home)
+    exact = load_model(settings.model_spec("scorer").model_copy(update={"dtype": "float32"}))
+    fast = load_model(settings.model_spec("scorer").model_copy(update={"dtype": "bfloat16"}))
     requests = scoring_requests(fast, examples)
     # Exactness, in fp32: batched prefix-shared scores against one-by-one full recomputes.
     batched = exact.score(requests)
@@ -161,13 +162,21 @@ def bench_scoring(settings, quick: bool) -> dict:
 
 
 def bench_generation(settings, quick: bool) -> dict:
-    model = load_model(settings.generator_model, dtype="bfloat16", home=settings.home)
+    model = load_model(settings.model_spec("generator").model_copy(update={"dtype": "bfloat16"}))
     tokens = 32 if quick else 64
     out = {}
     for concurrent in (1, 8, 32):
-        requests = [GenerationRequest(messages=(("user", f"Write a short paragraph about harbour number {i}."),),
-                                      n=1, temperature=0.8, top_p=0.85, max_new_tokens=tokens, seed=i)
-                    for i in range(concurrent)]
+        requests = [
+            GenerationRequest(
+                messages=(("user", f"Write a short paragraph about harbour number {i}."),),
+                n=1,
+                temperature=0.8,
+                top_p=0.85,
+                max_new_tokens=tokens,
+                seed=i,
+            )
+            for i in range(concurrent)
+        ]
         seconds = float("inf")
         for _ in range(3):  # best of three: a few seconds each, and this machine's speed wanders
             before = model.stats.generated_tokens
@@ -175,7 +184,11 @@ def bench_generation(settings, quick: bool) -> dict:
             model.generate(requests)
             seconds = min(seconds, time.perf_counter() - start)
             made = model.stats.generated_tokens - before  # the same every time: the seeds fix the samples
-        out[str(concurrent)] = {"tokens": made, "seconds": round(seconds, 2), "tokens_per_second": round(made / seconds, 1)}
+        out[str(concurrent)] = {
+            "tokens": made,
+            "seconds": round(seconds, 2),
+            "tokens_per_second": round(made / seconds, 1),
+        }
     return out
 
 
@@ -184,14 +197,30 @@ def bench_long_generation(settings, quick: bool) -> dict:
     reer's lean Llama forward against transformers' own forward, same requests, same seeds."""
     from reer.models.transformers_backend import GenericDecoder
 
-    model = load_model(settings.generator_model, dtype="bfloat16", home=settings.home)
+    model = load_model(settings.model_spec("generator").model_copy(update={"dtype": "bfloat16"}))
     examples = sample_examples(16)
-    requests = [GenerationRequest(messages=(("user", f"{ex.query}\n\n{ex.reference}"),), n=2, temperature=0.8,
-                                  top_p=0.85, max_new_tokens=32 if quick else 64, seed=i) for i, ex in enumerate(examples)]
+    requests = [
+        GenerationRequest(
+            messages=(("user", f"{ex.query}\n\n{ex.reference}"),),
+            n=2,
+            temperature=0.8,
+            top_p=0.85,
+            max_new_tokens=32 if quick else 64,
+            seed=i,
+        )
+        for i, ex in enumerate(examples)
+    ]
     prompt_tokens = [model.count_tokens(r.messages[0][1]) for r in requests]
-    out = {"requests": len(requests), "rows": 2 * len(requests), "prompt_tokens_mean": round(sum(prompt_tokens) / len(prompt_tokens))}
+    out = {
+        "requests": len(requests),
+        "rows": 2 * len(requests),
+        "prompt_tokens_mean": round(sum(prompt_tokens) / len(prompt_tokens)),
+    }
     # Alternating, best of two each: this machine's speed drifts within a minute.
-    for name, decoder in 2 * (("lean", model._decoder), ("transformers", lambda rows, capacity: GenericDecoder(model.model))):
+    for name, decoder in 2 * (
+        ("lean", model._decoder),
+        ("transformers", lambda rows, capacity: GenericDecoder(model.model)),
+    ):
         before = model.stats.generated_tokens
         start = time.perf_counter()
         model._decoder = decoder
@@ -236,7 +265,7 @@ def bench_end_to_end(settings, quick: bool) -> dict:
     # 8 items: the batched driver fills 16 of its 32 rows with their k=2 rewrites; a real run has thousands.
     examples = sample_examples(3 if quick else 8)
     config = SearchConfig(max_steps=1 if quick else 2, max_initial_tokens=256, max_refine_tokens=96)
-    fast = load_model(settings.generator_model, dtype="bfloat16", home=settings.home)
+    fast = load_model(settings.model_spec("generator").model_copy(update={"dtype": "bfloat16"}))
 
     def figures(seconds: float, stats: dict) -> dict:
         return {"seconds": round(seconds, 1), "items_per_hour": round(3600 * len(examples) / seconds, 1), **stats}
@@ -261,7 +290,8 @@ def bench_end_to_end(settings, quick: bool) -> dict:
         "one_at_a_time_transformers": figures(plain_seconds, {k: plain.stats.__dict__[k] for k in CALL_STATS}),
         "speedup": round(naive_seconds / batched_seconds, 2),
         "speedup_over_transformers_loop": round(plain_seconds / batched_seconds, 2),
-        "same_final_scores": [round(a[1] or 0, 3) for a in batched_finals] == [round(b[1] or 0, 3) for b in naive_finals],
+        "same_final_scores": [round(a[1] or 0, 3) for a in batched_finals]
+        == [round(b[1] or 0, 3) for b in naive_finals],
     }
 
 
@@ -271,57 +301,89 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings()
     torch.set_num_threads(torch.get_num_threads())
-    results: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                                 "torch": torch.__version__}}
+    results: dict = {
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        }
+    }
     started = time.perf_counter()
     peak_bf16, peak_fp32 = matmul_peak(torch.bfloat16), matmul_peak(torch.float32)
-    model = load_model(settings.scorer_model, dtype="bfloat16", home=settings.home)
+    model = load_model(settings.model_spec("scorer").model_copy(update={"dtype": "bfloat16"}))
     per_token = flops_per_token(model.model, 512)
-    results["peak"] = {"bf16_gflops": round(peak_bf16 / 1e9, 1), "fp32_gflops": round(peak_fp32 / 1e9, 1),
-                       "flops_per_token_at_512": per_token,
-                       "compute_limit_tokens_per_second_bf16": round(peak_bf16 / per_token, 1)}
-    print(f"matmul peak: bf16 {peak_bf16 / 1e9:.0f} GFLOP/s, fp32 {peak_fp32 / 1e9:.0f} GFLOP/s; "
-          f"compute limit {peak_bf16 / per_token:.0f} tokens/s (bf16, context 512)", flush=True)
+    results["peak"] = {
+        "bf16_gflops": round(peak_bf16 / 1e9, 1),
+        "fp32_gflops": round(peak_fp32 / 1e9, 1),
+        "flops_per_token_at_512": per_token,
+        "compute_limit_tokens_per_second_bf16": round(peak_bf16 / per_token, 1),
+    }
+    print(
+        f"matmul peak: bf16 {peak_bf16 / 1e9:.0f} GFLOP/s, fp32 {peak_fp32 / 1e9:.0f} GFLOP/s; "
+        f"compute limit {peak_bf16 / per_token:.0f} tokens/s (bf16, context 512)",
+        flush=True,
+    )
     scoring = bench_scoring(settings, args.quick)
     # The peak again, right after scoring: the limit is the best this machine does, and its speed drifts.
     again = matmul_peak(torch.bfloat16)
     if again > peak_bf16:
         peak_bf16 = again
-        results["peak"].update(bf16_gflops=round(peak_bf16 / 1e9, 1),
-                               compute_limit_tokens_per_second_bf16=round(peak_bf16 / per_token, 1))
-        print(f"matmul peak, measured again after scoring: bf16 {peak_bf16 / 1e9:.0f} GFLOP/s; "
-              f"compute limit {peak_bf16 / per_token:.0f} tokens/s", flush=True)
+        results["peak"].update(
+            bf16_gflops=round(peak_bf16 / 1e9, 1), compute_limit_tokens_per_second_bf16=round(peak_bf16 / per_token, 1)
+        )
+        print(
+            f"matmul peak, measured again after scoring: bf16 {peak_bf16 / 1e9:.0f} GFLOP/s; "
+            f"compute limit {peak_bf16 / per_token:.0f} tokens/s",
+            flush=True,
+        )
     scoring["fraction_of_compute_limit"] = round(scoring.pop("achieved_flops") / peak_bf16, 3)
     results["scoring"] = scoring
-    print(f"scoring: {scoring['necessary_tokens_per_second']} necessary tokens/s = "
-          f"{100 * scoring['fraction_of_compute_limit']:.0f}% of the limit; {scoring['speedup_over_naive']}x "
-          f"over one-by-one full recompute; max |diff| {scoring['max_abs_logprob_diff_fp32']:.2e} (fp32)", flush=True)
+    print(
+        f"scoring: {scoring['necessary_tokens_per_second']} necessary tokens/s = "
+        f"{100 * scoring['fraction_of_compute_limit']:.0f}% of the limit; {scoring['speedup_over_naive']}x "
+        f"over one-by-one full recompute; max |diff| {scoring['max_abs_logprob_diff_fp32']:.2e} (fp32)",
+        flush=True,
+    )
     results["generation"] = bench_generation(settings, args.quick)
-    print("generation: " + ", ".join(f"{k} seq {v['tokens_per_second']} tok/s" for k, v in results["generation"].items()), flush=True)
+    print(
+        "generation: " + ", ".join(f"{k} seq {v['tokens_per_second']} tok/s" for k, v in results["generation"].items()),
+        flush=True,
+    )
     long = results["long_generation"] = bench_long_generation(settings, args.quick)
-    print(f"generation at REER's prompt lengths ({long['rows']} rows, prompts of {long['prompt_tokens_mean']} tokens): "
-          f"{long['lean']['tokens_per_second']} tok/s, transformers' forward {long['transformers']['tokens_per_second']} "
-          f"tok/s = {long['speedup']}x", flush=True)
+    print(
+        f"generation at REER's prompt lengths ({long['rows']} rows, prompts of {long['prompt_tokens_mean']} tokens): "
+        f"{long['lean']['tokens_per_second']} tok/s, transformers' forward {long['transformers']['tokens_per_second']} "
+        f"tok/s = {long['speedup']}x",
+        flush=True,
+    )
     results["end_to_end"] = bench_end_to_end(settings, args.quick)
     e2e = results["end_to_end"]
-    print(f"end to end: batched {e2e['batched']['items_per_hour']} items/h vs one at a time "
-          f"{e2e['one_at_a_time']['items_per_hour']} items/h = {e2e['speedup']}x (on transformers' forward "
-          f"{e2e['one_at_a_time_transformers']['items_per_hour']} items/h = {e2e['speedup_over_transformers_loop']}x)", flush=True)
+    print(
+        f"end to end: batched {e2e['batched']['items_per_hour']} items/h vs one at a time "
+        f"{e2e['one_at_a_time']['items_per_hour']} items/h = {e2e['speedup']}x (on transformers' forward "
+        f"{e2e['one_at_a_time_transformers']['items_per_hour']} items/h = {e2e['speedup_over_transformers_loop']}x)",
+        flush=True,
+    )
     results["peak_memory_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     results["bench_seconds"] = round(time.perf_counter() - started, 1)
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (HERE / "RESULTS.md").write_text(render_markdown(results))
-    print(f"peak memory {results['peak_memory_mb']} MB; wrote bench/results.json and bench/RESULTS.md "
-          f"in {results['bench_seconds']} s")
+    print(
+        f"peak memory {results['peak_memory_mb']} MB; wrote bench/results.json and bench/RESULTS.md "
+        f"in {results['bench_seconds']} s"
+    )
 
 
 def render_markdown(r: dict) -> str:
     s, g, e = r["scoring"], r["generation"], r["end_to_end"]
     lines = [
-        "# reer benchmark", "",
+        "# reer benchmark",
+        "",
         f"Machine: {r['machine']['cpu']}, {r['machine']['threads']} threads, torch {r['machine']['torch']}. "
-        f"Model SmolLM2-135M-Instruct, bf16 unless noted. Written by `make bench`.", "",
-        "| figure | value |", "|---|---|",
+        f"Model SmolLM2-135M-Instruct, bf16 unless noted. Written by `make bench`.",
+        "",
+        "| figure | value |",
+        "|---|---|",
         f"| matmul peak bf16 / fp32 | {r['peak']['bf16_gflops']} / {r['peak']['fp32_gflops']} GFLOP/s |",
         f"| compute limit (bf16, context 512) | {r['peak']['compute_limit_tokens_per_second_bf16']} tokens/s |",
         f"| scoring: necessary tokens/s | {s['necessary_tokens_per_second']} ({100 * s['fraction_of_compute_limit']:.0f}% of the limit) |",
@@ -334,7 +396,8 @@ def render_markdown(r: dict) -> str:
         f"| end to end, one item at a time (authors' pattern) | {e['one_at_a_time']['items_per_hour']} items/h ({e['one_at_a_time']['generation_calls']} generation + {e['one_at_a_time']['scoring_calls']} scoring calls, {e['one_at_a_time']['generated_tokens']} generated, {e['one_at_a_time']['computed_tokens']} computed tokens) |",
         f"| end to end, one item at a time on transformers' forward | {e['one_at_a_time_transformers']['items_per_hour']} items/h ({e['one_at_a_time_transformers']['generated_tokens']} generated tokens; {e['speedup_over_transformers_loop']}x slower than the batched driver) |",
         f"| end to end speed-up | {e['speedup']}x (same final scores: {e['same_final_scores']}; bf16 sums differ with batch shape, so sampled tokens can diverge) |",
-        f"| peak memory | {r['peak_memory_mb']} MB |", "",
+        f"| peak memory | {r['peak_memory_mb']} MB |",
+        "",
     ]
     notes = HERE / "NOTES.md"
     if notes.exists():

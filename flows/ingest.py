@@ -1,9 +1,10 @@
-"""The `ingest` flow: sourcing only, so a schedule can store new files' examples for a later search."""
+"""The `ingest` flow: read files into the store only, so a schedule can store new examples for a later search."""
 
 from __future__ import annotations
 
 import glob
 from pathlib import Path
+from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
@@ -12,43 +13,70 @@ from prefect.runtime import flow_run
 from reer.flows.naming import ingest_run_name, run_tags, source_label, tag_flow_run
 from reer.flows.runs import complete_run, new_run_id, recorded_run
 from reer.flows.synthesize import code_version, load_models
-from reer.models.loading import backend_label
 from reer.settings import Settings
 from reer.sql import read_sql
 from reer.store import Store
+from reer.tasks.ingest import ingest_examples
 from reer.tasks.mappings import parse_overrides
-from reer.tasks.queries import QUERY_PROMPT_VERSION
-from reer.tasks.sourcing import load_examples, thinking_reserve
+from reer.tasks.query_writing import QUERY_PROMPT_VERSION
 
 
 @flow(name="ingest", log_prints=True, flow_run_name=ingest_run_name)
-def ingest(inputs: list[str], options: dict | None = None, fields: dict[str, str] | None = None,
-           use_model: bool = True) -> dict:
+def ingest(
+    inputs: list[str],
+    options: dict[str, Any] | Settings | None = None,
+    fields: dict[str, str] | None = None,
+    use_model: bool = True,
+) -> dict:
     """Read `inputs` into the store's examples; every record lands in examples or rejects.
 
     With the model: token limits, categories and queries for texts without one. Without it
     (`use_model=False`), examples keep only their given categories and texts without a
     request are rejected.
     """
-    settings = Settings(**(options or {}))
+    settings = Settings.of(options)
     run_id = new_run_id()
     override = parse_overrides(fields or settings.source_fields)
     store = Store(settings.db)  # first: a second writer is refused before it loads any model
     generator, scorer = load_models(settings) if use_model else (None, None)
-    with recorded_run(store, {
-            "run_id": run_id, "flow_run_id": flow_run.id, "flow_name": "ingest",
-            "config": settings.model_dump(mode="json"), "generator_model": getattr(generator, "model_id", None),
-            "scorer_model": getattr(scorer, "model_id", None), "backend": backend_label(settings), "dtype": settings.dtype,
-            "prompt_version": QUERY_PROMPT_VERSION, "code_version": code_version(),
-    }):
-        tag_flow_run(run_tags(source_label(inputs), getattr(generator, "model_id", None), getattr(scorer, "model_id", None)))
-        loaded = load_examples(store, run_id, expand_inputs(inputs), scorer=scorer, generator=generator,
-                               override=override, reserve=thinking_reserve(settings.search))
-        summary = {"run_id": run_id, "db": str(settings.db), "examples": len(loaded.examples), **loaded.counts,
-                   "sources": source_counts(store, run_id)}
+    with recorded_run(
+        store,
+        {
+            "run_id": run_id,
+            "flow_run_id": flow_run.id,
+            "flow_name": "ingest",
+            "config": settings.model_dump(mode="json"),
+            "generator_model": getattr(generator, "model_id", None),
+            "scorer_model": getattr(scorer, "model_id", None),
+            "backend": settings.backend_label(),
+            "dtype": settings.dtype,
+            "prompt_version": QUERY_PROMPT_VERSION,
+            "code_version": code_version(),
+        },
+    ):
+        tag_flow_run(
+            run_tags(source_label(inputs), getattr(generator, "model_id", None), getattr(scorer, "model_id", None))
+        )
+        loaded = ingest_examples(
+            store,
+            run_id,
+            expand_inputs(inputs),
+            scorer=scorer,
+            generator=generator,
+            override=override,
+            reserve=settings.search.thinking_reserve(),
+        )
+        summary = {
+            "run_id": run_id,
+            "db": str(settings.db),
+            "examples": len(loaded.examples),
+            **loaded.counts,
+            "sources": source_counts(store, run_id),
+        }
         complete_run(store, run_id, summary)
-        create_markdown_artifact(markdown=sources_markdown(summary), key="reer-ingest-summary",
-                                 description=f"reer ingest {run_id}")
+        create_markdown_artifact(
+            markdown=sources_markdown(summary), key="reer-ingest-summary", description=f"reer ingest {run_id}"
+        )
         return summary
 
 

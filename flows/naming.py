@@ -27,7 +27,7 @@ def run_settings(parameters: dict):
     from reer.settings import Settings
 
     try:
-        return Settings(**(parameters.get("options") or {}))
+        return Settings.of(parameters.get("options"))
     except Exception:  # the run name must never be why a run fails; the flow body raises the real error
         return None
 
@@ -50,8 +50,9 @@ def publish_run_name() -> str:
     return f"publish-{(flow_run.parameters or {}).get('run_id') or 'latest'}"
 
 
-def run_tags(source: str, generator: str | None = None, scorer: str | None = None,
-             config_hash: str | None = None) -> list[str]:
+def run_tags(
+    source: str, generator: str | None = None, scorer: str | None = None, config_hash: str | None = None
+) -> list[str]:
     """Tags as key:value words, so the dashboard's tag filter finds runs by source, model or config."""
     tags = ["reer", f"source:{source}"]
     if generator:
@@ -66,7 +67,6 @@ def run_tags(source: str, generator: str | None = None, scorer: str | None = Non
 def tag_flow_run(tags: list[str]) -> None:
     """Add tags to the running flow run (keeping the deployment's); nothing outside a flow run."""
     from prefect.client.orchestration import get_client
-
     from prefect.logging import get_run_logger
 
     run_id = flow_run.id

@@ -7,6 +7,7 @@ and `reer report` do the same steps one at a time.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from prefect import flow
 
@@ -21,9 +22,9 @@ from reer.tasks.report import latest_run, write_report
 
 
 @flow(name="publish", log_prints=True, flow_run_name=publish_run_name)
-def publish(run_id: str | None = None, options: dict | None = None) -> dict:
+def publish(run_id: str | None = None, options: dict[str, Any] | Settings | None = None) -> dict:
     """Validate, export and report one synthesize run (default: the latest completed one)."""
-    settings = Settings(**(options or {}))
+    settings = Settings.of(options)
     store = Store(settings.db)
     try:
         run_id = run_id or latest_run(store.query)
@@ -35,8 +36,16 @@ def publish(run_id: str | None = None, options: dict | None = None) -> dict:
         checks = validate_run(store, run_id, settings.quality, settings.out)
         exported = export_run(store, run_id, settings.out)
         summary = run_figures(store, run_id)
-        summary.update(run_id=run_id, db=str(settings.db), exported=exported, checks=checks, passed=checks["passed"],
-                       pass_rates=checks["pass_rates"], data_docs=checks["data_docs"], flow_run_url=flow_run_url())
+        summary.update(
+            run_id=run_id,
+            db=str(settings.db),
+            exported=exported,
+            checks=checks,
+            passed=checks["passed"],
+            pass_rates=checks["pass_rates"],
+            data_docs=checks["data_docs"],
+            flow_run_url=flow_run_url(),
+        )
         summary["report"] = write_report(store, run_id, settings.out, summary["flow_run_url"])
         create_run_artifacts(store.query, summary)
         print(f"published run {run_id}: {exported['rows']} rows exported, report {summary['report']}")
@@ -47,8 +56,9 @@ def publish(run_id: str | None = None, options: dict | None = None) -> dict:
 
 def run_figures(store: Store, run_id: str) -> dict:
     """What the run recorded when it completed (wall time, throughput), refreshed with the store's figures."""
-    detail = store.query("SELECT detail FROM run_overview WHERE run_id = $run_id AND status = 'completed'",
-                         run_id=run_id)
+    detail = store.query(
+        "SELECT detail FROM run_overview WHERE run_id = $run_id AND status = 'completed'", run_id=run_id
+    )
     recorded = json.loads(detail["detail"][0]) if detail.height and detail["detail"][0] else {}
     figures = store.query(read_sql("queries/run_summary"), run_id=run_id).to_dicts()[0]
     rejects = store.query(read_sql("queries/report_rejects"), run_id=run_id).select("stage", "reason", "n").to_dicts()

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from reer.store import Store
 
@@ -40,8 +40,10 @@ def mark_crashed(store: Store) -> list[str]:
     """Runs still 'running' died without a word (a kill, a power cut): this process holds the
     write lock, so none of them can still be alive. Say so in their status."""
     dead = store.query("SELECT run_id FROM run_overview WHERE status = 'running'")["run_id"].to_list()
-    store.write("run_events", [{"run_id": r, "status": "crashed",
-                                "detail": {"found_by": "the next run on this database"}} for r in dead])
+    store.write(
+        "run_events",
+        [{"run_id": r, "status": "crashed", "detail": {"found_by": "the next run on this database"}} for r in dead],
+    )
     return dead
 
 

@@ -23,9 +23,14 @@ def supports(model) -> bool:
     """Whether `model` is a plain Llama this runner computes exactly."""
     cfg = model.config
     rope = getattr(cfg, "rope_parameters", None) or getattr(cfg, "rope_scaling", None) or {"rope_type": "default"}
-    return (getattr(cfg, "model_type", None) == "llama" and not getattr(cfg, "attention_bias", False)
-            and not getattr(cfg, "mlp_bias", False) and getattr(cfg, "hidden_act", "silu") == "silu"
-            and rope.get("rope_type", "default") == "default" and getattr(cfg, "pretraining_tp", 1) == 1)
+    return (
+        getattr(cfg, "model_type", None) == "llama"
+        and not getattr(cfg, "attention_bias", False)
+        and not getattr(cfg, "mlp_bias", False)
+        and getattr(cfg, "hidden_act", "silu") == "silu"
+        and rope.get("rope_type", "default") == "default"
+        and getattr(cfg, "pretraining_tp", 1) == 1
+    )
 
 
 @dataclass
@@ -37,7 +42,7 @@ class KVCache:
     valid: torch.Tensor  # [rows, capacity]: False for padding columns and columns not yet written
     length: int = 0  # columns written so far
 
-    def select(self, rows: torch.Tensor) -> "KVCache":
+    def select(self, rows: torch.Tensor) -> KVCache:
         """Row j is a copy of row rows[j]: finished rows leave, or one prompt's cache serves its n samples."""
         n = self.length
         # zeros, not garbage: decoding reads the whole buffer, and 0 * NaN would leak through the mask
@@ -82,8 +87,11 @@ class LlamaRunner:
 
     def new_cache(self, rows: int, capacity: int) -> KVCache:
         shape = (self.layers, rows, self.kv_heads, capacity, self.head_dim)
-        return KVCache(torch.zeros(shape, dtype=self.dtype), torch.zeros(shape, dtype=self.dtype),
-                       torch.zeros((rows, capacity), dtype=torch.bool))
+        return KVCache(
+            torch.zeros(shape, dtype=self.dtype),
+            torch.zeros(shape, dtype=self.dtype),
+            torch.zeros((rows, capacity), dtype=torch.bool),
+        )
 
     def _rms(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         # as LlamaRMSNorm: statistics in float32, scaled in the model's dtype
@@ -97,7 +105,9 @@ class LlamaRunner:
         rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
         return x * cos + rotated * sin
 
-    def _attend(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def _attend(
+        self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
         """Attention of q [rows, heads, t, d] over grouped keys/values [rows, kv_heads, n, d]; [rows, t, heads*d].
 
         The query heads that share a key/value head are stacked as extra query rows of it, so keys
@@ -114,7 +124,7 @@ class LlamaRunner:
             # Decoding: two plain matrix products and a float32 softmax beat SDPA's kernel 2x at these
             # sizes (one query row per head), and the scores are small: [rows, kv_heads, group, n].
             # keys @ q^T reads the cache as it lies; q @ keys^T would copy it first (2.5x slower).
-            scores = torch.matmul(keys, stacked.transpose(-1, -2)).transpose(-1, -2).float().mul_(d ** -0.5)
+            scores = torch.matmul(keys, stacked.transpose(-1, -2)).transpose(-1, -2).float().mul_(d**-0.5)
             weights = torch.softmax(scores.masked_fill_(~mask, float("-inf")), dim=-1).to(values.dtype)
             out = torch.matmul(weights, values)
         else:
@@ -150,7 +160,9 @@ class LlamaRunner:
             cache.values[layer, :, :, start:end] = v.view(rows, t, self.kv_heads, self.head_dim).transpose(1, 2)
             attended = self._attend(q, cache.keys[layer, :, :, :span], cache.values[layer, :, :, :span], mask)
             x = x + F.linear(attended, self.out[layer])
-            gate, up = F.linear(self._rms(x, self.mlp_norm[layer]), self.gate_up[layer]).split(self.intermediate, dim=-1)
+            gate, up = F.linear(self._rms(x, self.mlp_norm[layer]), self.gate_up[layer]).split(
+                self.intermediate, dim=-1
+            )
             x = x + F.linear(F.silu(gate) * up, self.down[layer])
         return self._rms(x, self.norm)
 
@@ -183,7 +195,9 @@ class LlamaDecoder:
         for run in similar_length_runs([len(p) for p in prompts]):
             ids, valid, positions = left_padded(prompts[run.start : run.stop], pad_id=0)  # padding is never attended
             lead, rows = width - ids.shape[1], slice(run.start, run.stop)
-            view = KVCache(self.cache.keys[:, rows, :, lead:], self.cache.values[:, rows, :, lead:], self.cache.valid[rows, lead:])
+            view = KVCache(
+                self.cache.keys[:, rows, :, lead:], self.cache.values[:, rows, :, lead:], self.cache.valid[rows, lead:]
+            )
             last.append(self.runner.forward(ids, positions, view, valid)[:, -1])
         self.cache.length = width
         return torch.cat(last)
@@ -192,6 +206,6 @@ class LlamaDecoder:
         """Append `ids` [rows, t] (False in `valid` where padding) at `positions`; their final hidden states."""
         return self.runner.forward(ids, positions, self.cache, valid)
 
-    def take(self, rows: torch.Tensor) -> "LlamaDecoder":
+    def take(self, rows: torch.Tensor) -> LlamaDecoder:
         """A decoder whose row j continues row rows[j] of this one (this one is left as it is)."""
         return LlamaDecoder(self.runner, len(rows), self.capacity, self.cache.select(rows))

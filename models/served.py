@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Sequence
 
 import httpx
 
@@ -148,9 +148,17 @@ class ServedModel(ChatTokenizer):
         def payload(i) -> dict:
             r = requests[i]
             return {
-                "model": self.served_name, "prompt": prompts[i], "n": r.n, "temperature": r.temperature,
-                "top_p": r.top_p, "repetition_penalty": r.repetition_penalty, "max_tokens": r.max_new_tokens,
-                "seed": engine_seed(r.seed), "stop": list(r.stop), "skip_special_tokens": True, "return_token_ids": True,
+                "model": self.served_name,
+                "prompt": prompts[i],
+                "n": r.n,
+                "temperature": r.temperature,
+                "top_p": r.top_p,
+                "repetition_penalty": r.repetition_penalty,
+                "max_tokens": r.max_new_tokens,
+                "seed": engine_seed(r.seed),
+                "stop": list(r.stop),
+                "skip_special_tokens": True,
+                "return_token_ids": True,
             }
 
         answers = self._map(payload, range(len(requests)), "/v1/completions")
@@ -158,8 +166,11 @@ class ServedModel(ChatTokenizer):
         for prompt, answer in zip(prompts, answers):
             choices = sorted(answer["choices"], key=lambda c: c["index"])
             generations = [
-                Generation(text=c["text"], finish_reason=finish_reason(c.get("finish_reason"), c.get("stop_reason")),
-                           tokens=self._sampled_tokens(c))
+                Generation(
+                    text=c["text"],
+                    finish_reason=finish_reason(c.get("finish_reason"), c.get("stop_reason")),
+                    tokens=self._sampled_tokens(c),
+                )
                 for c in choices
             ]
             results.append(generations)
@@ -184,8 +195,10 @@ class ServedModel(ChatTokenizer):
             return {"model": self.served_name, "prompt": ids, "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 0}
 
         answers = self._map(payload, encoded, "/v1/completions")
-        results = [target_logprobs(ids, start, answer["choices"][0]["prompt_logprobs"])
-                   for (ids, start), answer in zip(encoded, answers)]
+        results = [
+            target_logprobs(ids, start, answer["choices"][0]["prompt_logprobs"])
+            for (ids, start), answer in zip(encoded, answers)
+        ]
         self.stats.scoring_calls += 1
         self.stats.scored_tokens += sum(len(ids) - start for ids, start in encoded)
         self.stats.computed_tokens += sum(len(ids) for ids, _ in encoded)

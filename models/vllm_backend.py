@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from reer.models.base import Generation, GenerationRequest, ModelStats, ScoreRequest
 
@@ -119,10 +119,16 @@ class VllmModel(ChatTokenizer):
         results = []
         for output in outputs:
             samples = sorted(output.outputs, key=lambda o: o.index)
-            results.append([
-                Generation(text=o.text, finish_reason=finish_reason(o.finish_reason, o.stop_reason), tokens=len(o.token_ids))
-                for o in samples
-            ])
+            results.append(
+                [
+                    Generation(
+                        text=o.text,
+                        finish_reason=finish_reason(o.finish_reason, o.stop_reason),
+                        tokens=len(o.token_ids),
+                    )
+                    for o in samples
+                ]
+            )
             self.stats.generated_tokens += sum(len(o.token_ids) for o in samples)
             self.stats.computed_tokens += len(output.prompt_token_ids or [])
         self.stats.generation_calls += 1
@@ -139,7 +145,9 @@ class VllmModel(ChatTokenizer):
         # position, the log-probability of the prompt's own token there.
         params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False)
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids, _ in encoded], params, use_tqdm=False)
-        results = [target_logprobs(ids, start, output.prompt_logprobs) for (ids, start), output in zip(encoded, outputs)]
+        results = [
+            target_logprobs(ids, start, output.prompt_logprobs) for (ids, start), output in zip(encoded, outputs)
+        ]
         self.stats.scoring_calls += 1
         self.stats.scored_tokens += sum(len(ids) - start for ids, start in encoded)
         self.stats.computed_tokens += sum(len(ids) for ids, _ in encoded)

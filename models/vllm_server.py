@@ -43,24 +43,45 @@ def cpu_environment() -> dict[str, str]:
 class LocalVllmServer:
     """One `vllm serve` process (and its engine processes) in its own process group."""
 
-    def __init__(self, folder: Path, *, python: str = sys.executable, dtype: str = "float32", port: int | None = None,
-                 log: Path | None = None, extra_args: tuple[str, ...] = ("--enforce-eager",),
-                 startup_timeout: float = 900.0) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        python: str = sys.executable,
+        dtype: str = "float32",
+        port: int | None = None,
+        log: Path | None = None,
+        extra_args: tuple[str, ...] = ("--enforce-eager",),
+        startup_timeout: float = 900.0,
+    ) -> None:
         self.folder = folder
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.command = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder), "--host", "127.0.0.1", "--port", str(self.port),
-                        "--dtype", dtype, *extra_args]
+        self.command = [
+            python,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            str(folder),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--dtype",
+            dtype,
+            *extra_args,
+        ]
         self.log = log or Path(f"vllm-serve-{self.port}.log")
         self.startup_timeout = startup_timeout
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> "LocalVllmServer":
+    def start(self) -> LocalVllmServer:
         """Launch the server and block until /health answers 200."""
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "wb") as out:
-            self.process = subprocess.Popen(self.command, stdout=out, stderr=subprocess.STDOUT, env=cpu_environment(),
-                                            start_new_session=True)  # its own group: stop() ends its engine processes too
+            self.process = subprocess.Popen(
+                self.command, stdout=out, stderr=subprocess.STDOUT, env=cpu_environment(), start_new_session=True
+            )  # its own group: stop() ends its engine processes too
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -75,7 +96,11 @@ class LocalVllmServer:
         raise ServerFailed(f"vllm serve was not healthy after {self.startup_timeout:.0f} s (log: {self.log})")
 
     def last_log_line(self) -> str:
-        lines = [line for line in self.log.read_text(errors="replace").splitlines() if line.strip()] if self.log.exists() else []
+        lines = (
+            [line for line in self.log.read_text(errors="replace").splitlines() if line.strip()]
+            if self.log.exists()
+            else []
+        )
         return lines[-1][:300] if lines else f"no output (log: {self.log})"
 
     def stop(self) -> None:
@@ -101,7 +126,7 @@ class LocalVllmServer:
         except (ProcessLookupError, PermissionError):
             return False
 
-    def __enter__(self) -> "LocalVllmServer":
+    def __enter__(self) -> LocalVllmServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 import os
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Synthesize deep-reasoning data for open-ended writing (REER).")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Synthesize deep-reasoning data for open-ended writing (REER).",
+)
 out = Console(highlight=False)
 
 
@@ -35,7 +38,7 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
-def _db(db: Optional[Path]) -> Path:
+def _db(db: Path | None) -> Path:
     from reer.settings import Settings
 
     return db or Settings().db
@@ -43,26 +46,30 @@ def _db(db: Optional[Path]) -> Path:
 
 @app.command()
 def run(
-    inputs: list[Path] = typer.Argument(None, help="JSONL, JSON, CSV, Parquet, text files or datasets folders; "
-                                        "default: the bundled sample"),
-    limit: Optional[int] = typer.Option(None, help="search at most this many examples"),
-    from_store: bool = typer.Option(False, "--from-store", help="search the stored examples with no completed trajectory "
-                                    "under these settings (what `reer ingest` stored)"),
-    db: Optional[Path] = typer.Option(None, help="DuckDB file (default ./reer.duckdb, or REER_DB)"),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="export folder (default ./reer-out)"),
-    dtype: Optional[str] = typer.Option(None, help="bfloat16 (fast) or float32 (exact)"),
-    generator: Optional[str] = typer.Option(None, help="generator model: a folder or the shipped SmolLM2"),
-    scorer: Optional[str] = typer.Option(None, help="scorer model: a folder or the shipped SmolLM2"),
-    tau: Optional[float] = typer.Option(None, help="stop once the score is under this (0.25)"),
-    max_steps: Optional[int] = typer.Option(None, help="segments refined at most (10)"),
-    k: Optional[int] = typer.Option(None, "-k", help="candidates per segment (2)"),
-    temperature: Optional[float] = typer.Option(None, help="sampling temperature (0.8)"),
-    top_p: Optional[float] = typer.Option(None, help="nucleus sampling mass (0.85)"),
-    seed: Optional[int] = typer.Option(None, help="base seed (0)"),
-    max_initial_tokens: Optional[int] = typer.Option(None, help="token limit of z(0)"),
-    max_refine_tokens: Optional[int] = typer.Option(None, help="token limit of one rewrite"),
-    on_unfinished: Optional[str] = typer.Option(None, help="z(0) cut by the limit: trim or reject"),
-    generation_rows: Optional[int] = typer.Option(None, help="sequences generated together"),
+    inputs: list[Path] = typer.Argument(
+        None, help="JSONL, JSON, CSV, Parquet, text files or datasets folders; default: the bundled sample"
+    ),
+    limit: int | None = typer.Option(None, help="search at most this many examples"),
+    from_store: bool = typer.Option(
+        False,
+        "--from-store",
+        help="search the stored examples with no completed trajectory under these settings (what `reer ingest` stored)",
+    ),
+    db: Path | None = typer.Option(None, help="DuckDB file (default ./reer.duckdb, or REER_DB)"),
+    out_dir: Path | None = typer.Option(None, "--out", help="export folder (default ./reer-out)"),
+    dtype: str | None = typer.Option(None, help="bfloat16 (fast) or float32 (exact)"),
+    generator: str | None = typer.Option(None, help="generator model: a folder or the shipped SmolLM2"),
+    scorer: str | None = typer.Option(None, help="scorer model: a folder or the shipped SmolLM2"),
+    tau: float | None = typer.Option(None, help="stop once the score is under this (0.25)"),
+    max_steps: int | None = typer.Option(None, help="segments refined at most (10)"),
+    k: int | None = typer.Option(None, "-k", help="candidates per segment (2)"),
+    temperature: float | None = typer.Option(None, help="sampling temperature (0.8)"),
+    top_p: float | None = typer.Option(None, help="nucleus sampling mass (0.85)"),
+    seed: int | None = typer.Option(None, help="base seed (0)"),
+    max_initial_tokens: int | None = typer.Option(None, help="token limit of z(0)"),
+    max_refine_tokens: int | None = typer.Option(None, help="token limit of one rewrite"),
+    on_unfinished: str | None = typer.Option(None, help="z(0) cut by the limit: trim or reject"),
+    generation_rows: int | None = typer.Option(None, help="sequences generated together"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="show Prefect's logs"),
 ) -> None:
     """Search REER thinking trajectories and store every revision."""
@@ -72,12 +79,24 @@ def run(
     from reer.settings import Settings
 
     options: dict = {}
-    search = {k_: v for k_, v in dict(tau=tau, max_steps=max_steps, k=k, temperature=temperature, top_p=top_p,
-                                       seed=seed, max_initial_tokens=max_initial_tokens,
-                                       max_refine_tokens=max_refine_tokens, on_unfinished=on_unfinished).items()
-              if v is not None}
-    for key, value in dict(db=db, out=out_dir, dtype=dtype, generator_model=generator, scorer_model=scorer,
-                           generation_rows=generation_rows).items():
+    search = {
+        k_: v
+        for k_, v in dict(
+            tau=tau,
+            max_steps=max_steps,
+            k=k,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            max_initial_tokens=max_initial_tokens,
+            max_refine_tokens=max_refine_tokens,
+            on_unfinished=on_unfinished,
+        ).items()
+        if v is not None
+    }
+    for key, value in dict(
+        db=db, out=out_dir, dtype=dtype, generator_model=generator, scorer_model=scorer, generation_rows=generation_rows
+    ).items():
         if value is not None:
             options[key] = str(value) if isinstance(value, Path) else value
     if search:
@@ -104,8 +123,14 @@ def _run_with_progress(inputs, limit, options, from_store: bool = False) -> dict
     from reer.settings import Settings
     from reer.store import StoreBusy, refuse_if_held
 
-    progress = Progress(TextColumn("searching"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=Console(stderr=True), transient=True)
+    progress = Progress(
+        TextColumn("searching"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
     bar = progress.add_task("search", total=None)
     on_progress(lambda done, total: progress.update(bar, completed=done, total=total))
     from reer.flows.synthesize import synthesize  # imported late: Prefect loads in seconds
@@ -113,17 +138,23 @@ def _run_with_progress(inputs, limit, options, from_store: bool = False) -> dict
     try:
         refuse_if_held(Settings(**options).db)  # a second writer hears so now, not after Prefect starts
         with progress:
-            return synthesize(inputs=[str(p) for p in inputs] if inputs else None, limit=limit, options=options,
-                              from_store=from_store)
+            return synthesize(
+                inputs=[str(p) for p in inputs] if inputs else None, limit=limit, options=options, from_store=from_store
+            )
     except (StoreBusy, ModelNotFound) as error:
         _fail(str(error))
     except Exception as error:  # a user sees one line; Prefect's run log keeps the traceback
-        _fail(f"run failed: {error.__class__.__name__}: {str(error).splitlines()[0] if str(error) else ''} (details: reer run -v)")
+        _fail(
+            f"run failed: {error.__class__.__name__}: {str(error).splitlines()[0] if str(error) else ''} (details: reer run -v)"
+        )
     except KeyboardInterrupt:
-        Console(stderr=True).print("[yellow]reer:[/yellow] interrupted; every finished search step is stored "
-                                   "and the run is marked interrupted. Run the same command again to resume.",
-                                   highlight=False, soft_wrap=True)
-        raise typer.Exit(130)
+        Console(stderr=True).print(
+            "[yellow]reer:[/yellow] interrupted; every finished search step is stored "
+            "and the run is marked interrupted. Run the same command again to resume.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(130) from None
 
 
 def _print_summary(summary: dict) -> None:
@@ -171,7 +202,7 @@ def _pair(a, b) -> str:
 @app.command()
 def sql(
     query: str = typer.Argument(..., help="a read-only SQL query over the store's tables and views"),
-    db: Optional[Path] = typer.Option(None, help="DuckDB file"),
+    db: Path | None = typer.Option(None, help="DuckDB file"),
     format: str = typer.Option("table", "--format", "-f", help="table, csv or json"),
 ) -> None:
     """Query the trajectory history (read-only)."""
@@ -208,18 +239,18 @@ def _print_frame(frame) -> None:
 @app.command()
 def show(
     item: str = typer.Argument(..., help="a trajectory id, example id, or a prefix of one"),
-    db: Optional[Path] = typer.Option(None, help="DuckDB file"),
+    db: Path | None = typer.Option(None, help="DuckDB file"),
 ) -> None:
     """An item's revisions with their scores, and its score per step drawn."""
-    from reer.store import StoreBusy, read_only_query
     from reer.sql import read_sql
+    from reer.store import StoreBusy, read_only_query
 
     try:
         revisions = read_only_query(_db(db), read_sql("queries/item_revisions"), item=item)
     except (StoreBusy, FileNotFoundError) as error:
         _fail(str(error))
     if revisions.is_empty():
-        _fail(f"no trajectory matches {item!r} (list them: reer sql \"SELECT trajectory_id FROM outcomes\")")
+        _fail(f'no trajectory matches {item!r} (list them: reer sql "SELECT trajectory_id FROM outcomes")')
     trajectory = revisions["trajectory_id"][0]
     revisions = revisions.filter(revisions["trajectory_id"] == trajectory)
     first = revisions.row(0, named=True)
@@ -231,9 +262,17 @@ def show(
         table.add_column(name, overflow="fold")
     for r in revisions.iter_rows(named=True):
         text = (r["segment_text"] if r["kind"] == "candidate" else r["thinking"]) or ""
-        table.add_row(str(r["step"]), _dash(r["segment_index"]), _dash(r["candidate_index"]), r["status"],
-                      "yes" if r["accepted"] else "", _num(r["score"]), _num(r["nll"]), _num(r["ppl"]),
-                      text[:160].replace("\n", " ") + ("..." if len(text) > 160 else ""))
+        table.add_row(
+            str(r["step"]),
+            _dash(r["segment_index"]),
+            _dash(r["candidate_index"]),
+            r["status"],
+            "yes" if r["accepted"] else "",
+            _num(r["score"]),
+            _num(r["nll"]),
+            _num(r["ppl"]),
+            text[:160].replace("\n", " ") + ("..." if len(text) > 160 else ""),
+        )
     out.print(table)
     out.print(score_chart(revisions))
 
@@ -262,9 +301,9 @@ def score_chart(revisions) -> str:
 
 @app.command()
 def export(
-    run_id: Optional[str] = typer.Argument(None, help="run to export (default: the latest completed run)"),
-    db: Optional[Path] = typer.Option(None, help="DuckDB file"),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="export folder (default ./reer-out)"),
+    run_id: str | None = typer.Argument(None, help="run to export (default: the latest completed run)"),
+    db: Path | None = typer.Option(None, help="DuckDB file"),
+    out_dir: Path | None = typer.Option(None, "--out", help="export folder (default ./reer-out)"),
 ) -> None:
     """Write a run's passing trajectories (Parquet, JSONL), its full table and a dataset card."""
     _quiet_prefect(False)
@@ -280,19 +319,23 @@ def export(
             out.print(f"run {run_id} has no validation yet: validating it first")
             _guarded(lambda: validate_run.fn(store, run_id, settings.quality, folder))
         result = _guarded(lambda: export_run.fn(store, run_id, folder))
-    out.print(f"exported {result['rows']} of {result['table_rows']} trajectories of run {run_id} (those passing every check):")
+    out.print(
+        f"exported {result['rows']} of {result['table_rows']} trajectories of run {run_id} (those passing every check):"
+    )
     for key in ("parquet", "jsonl", "table", "card"):
         out.print(f"  {result[key]}")
     if not result["rows"]:
-        out.print(f"no trajectory passed every check; why: reer sql \"SELECT trajectory_id, reasons FROM trajectory_verdicts "
-                  f"WHERE run_id = '{run_id}'\"")
+        out.print(
+            f'no trajectory passed every check; why: reer sql "SELECT trajectory_id, reasons FROM trajectory_verdicts '
+            f"WHERE run_id = '{run_id}'\""
+        )
 
 
 @app.command()
 def validate(
-    run_id: Optional[str] = typer.Argument(None, help="run to validate (default: the latest completed run)"),
-    db: Optional[Path] = typer.Option(None, help="DuckDB file"),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Data Docs go to <out>/<run_id>/data_docs"),
+    run_id: str | None = typer.Argument(None, help="run to validate (default: the latest completed run)"),
+    db: Path | None = typer.Option(None, help="DuckDB file"),
+    out_dir: Path | None = typer.Option(None, "--out", help="Data Docs go to <out>/<run_id>/data_docs"),
 ) -> None:
     """Run the quality checks on a run's examples and trajectories; store every verdict."""
     _quiet_prefect(False)
@@ -305,8 +348,10 @@ def validate(
         result = _guarded(lambda: validate_run.fn(store, run_id, settings.quality, out_dir or settings.out))
         rates = store.query("SELECT * FROM check_pass_rates WHERE run_id = $run_id", run_id=run_id)
     _print_checks(rates, check_specs(settings.quality))
-    out.print(f"{result['passed']} of {result['checked']} trajectories passed every check "
-              f"({result['examples_checked']} examples checked); the view passed_trajectories holds them.")
+    out.print(
+        f"{result['passed']} of {result['checked']} trajectories passed every check "
+        f"({result['examples_checked']} examples checked); the view passed_trajectories holds them."
+    )
     out.print(f"Data Docs: {result['data_docs'] or '(none: nothing to validate)'}")
 
 
@@ -318,13 +363,18 @@ def _print_checks(rates, specs) -> None:
     order = {s.name: i for i, s in enumerate(specs)}
     signs = {s.name: ">=" if s.bound == "min" else "<=" for s in specs}
     for r in sorted(rates.iter_rows(named=True), key=lambda r: order.get(r["check_name"], len(order))):
-        table.add_row(r["suite"], r["check_name"], f"{signs.get(r['check_name'], '')} {r['threshold']:g}",
-                      f"{r['passed']} / {r['checked']}", f"{100 * r['pass_rate']:.1f}%")
+        table.add_row(
+            r["suite"],
+            r["check_name"],
+            f"{signs.get(r['check_name'], '')} {r['threshold']:g}",
+            f"{r['passed']} / {r['checked']}",
+            f"{100 * r['pass_rate']:.1f}%",
+        )
     out.print(table)
 
 
 @contextmanager
-def _open_store(db: Optional[Path]):
+def _open_store(db: Path | None):
     """The store for writing, or one clear line if it is missing or busy."""
     from reer.store import Store, StoreBusy
 
@@ -341,15 +391,17 @@ def _open_store(db: Optional[Path]):
         store.close()
 
 
-def _resolve_run(store, run_id: Optional[str]) -> str:
+def _resolve_run(store, run_id: str | None) -> str:
     """The run asked for, or the latest completed one; one clear line if there is none."""
     if run_id is None:
-        latest = store.query("SELECT run_id FROM run_overview WHERE status = 'completed' ORDER BY started_at DESC LIMIT 1")
+        latest = store.query(
+            "SELECT run_id FROM run_overview WHERE status = 'completed' ORDER BY started_at DESC LIMIT 1"
+        )
         if latest.is_empty():
             _fail("no completed run in the store yet")
         return latest["run_id"][0]
     if store.query("SELECT 1 FROM runs WHERE run_id = $run_id", run_id=run_id).is_empty():
-        _fail(f"no run {run_id!r} in the store (list them: reer sql \"SELECT run_id, status FROM run_overview\")")
+        _fail(f'no run {run_id!r} in the store (list them: reer sql "SELECT run_id, status FROM run_overview")')
     return run_id
 
 
@@ -365,13 +417,19 @@ def _guarded(step):
 @app.command()
 def ingest(
     inputs: list[Path] = typer.Argument(..., help="JSONL, JSON, CSV/TSV, Parquet, .txt/.md files or datasets folders"),
-    db: Optional[Path] = typer.Option(None, help="DuckDB file (default ./reer.duckdb, or REER_DB)"),
-    fields: Optional[list[str]] = typer.Option(None, "--map", help="role=field for files no declared source matches; repeat it: "
-                                               "--map query=prompt --map reference=answer (query= : texts without requests)"),
-    no_model: bool = typer.Option(False, "--no-model", help="skip the model: no categories, token limits or written queries"),
-    dtype: Optional[str] = typer.Option(None, help="bfloat16 (fast) or float32 (exact)"),
-    generator: Optional[str] = typer.Option(None, help="model that writes missing queries"),
-    scorer: Optional[str] = typer.Option(None, help="model that measures tokens and assigns categories"),
+    db: Path | None = typer.Option(None, help="DuckDB file (default ./reer.duckdb, or REER_DB)"),
+    fields: list[str] | None = typer.Option(
+        None,
+        "--map",
+        help="role=field for files no declared source matches; repeat it: "
+        "--map query=prompt --map reference=answer (query= : texts without requests)",
+    ),
+    no_model: bool = typer.Option(
+        False, "--no-model", help="skip the model: no categories, token limits or written queries"
+    ),
+    dtype: str | None = typer.Option(None, help="bfloat16 (fast) or float32 (exact)"),
+    generator: str | None = typer.Option(None, help="model that writes missing queries"),
+    scorer: str | None = typer.Option(None, help="model that measures tokens and assigns categories"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="show Prefect's logs"),
 ) -> None:
     """Read files into the store's examples (no search); every record lands in examples or rejects."""
@@ -383,8 +441,11 @@ def ingest(
     from reer.store import StoreBusy, refuse_if_held
     from reer.tasks.mappings import MappingError, field_pairs, parse_overrides
 
-    options = {k: str(v) if isinstance(v, Path) else v
-               for k, v in dict(db=db, dtype=dtype, generator_model=generator, scorer_model=scorer).items() if v is not None}
+    options = {
+        k: str(v) if isinstance(v, Path) else v
+        for k, v in dict(db=db, dtype=dtype, generator_model=generator, scorer_model=scorer).items()
+        if v is not None
+    }
     try:
         Settings(**options)
         mapping = field_pairs(fields)
@@ -397,7 +458,9 @@ def ingest(
 
     try:
         refuse_if_held(Settings(**options).db)
-        summary = ingest_flow(inputs=[str(p) for p in inputs], options=options, fields=mapping or None, use_model=not no_model)
+        summary = ingest_flow(
+            inputs=[str(p) for p in inputs], options=options, fields=mapping or None, use_model=not no_model
+        )
     except (StoreBusy, ModelNotFound) as error:
         _fail(str(error))
     except Exception as error:  # a user sees one line; Prefect's run log keeps the traceback
@@ -408,8 +471,8 @@ def ingest(
 
 @app.command()
 def sources(
-    run_id: Optional[str] = typer.Argument(None, help="a run id (default: the latest run that read files)"),
-    db: Optional[Path] = typer.Option(None, help="DuckDB file"),
+    run_id: str | None = typer.Argument(None, help="a run id (default: the latest run that read files)"),
+    db: Path | None = typer.Option(None, help="DuckDB file"),
 ) -> None:
     """What a run read, per file: loaded, merged as duplicates, already stored, and rejected per reason."""
     from reer.sql import read_sql
@@ -425,7 +488,9 @@ def sources(
     except (StoreBusy, FileNotFoundError) as error:
         _fail(str(error))
     if not rows:
-        _fail(f"run {run_id!r} read no files (list runs: reer sql \"SELECT run_id, flow_name, status FROM run_overview\")")
+        _fail(
+            f'run {run_id!r} read no files (list runs: reer sql "SELECT run_id, flow_name, status FROM run_overview")'
+        )
     _print_sources(run_id, rows)
 
 
@@ -434,8 +499,12 @@ SOURCE_STATUSES = ("loaded", "duplicate", "known", "over_limit", "rejected")
 
 def _print_sources(run_id: str, rows: list[dict]) -> None:
     """One table row per file with its records per status, then its rejects per reason."""
-    table = Table(title=f"sources read by run {run_id}", title_justify="left", caption_justify="left",
-                  caption="dupes: merged into the same pair read earlier in this run; known: stored by an earlier run")
+    table = Table(
+        title=f"sources read by run {run_id}",
+        title_justify="left",
+        caption_justify="left",
+        caption="dupes: merged into the same pair read earlier in this run; known: stored by an earlier run",
+    )
     table.add_column("source", overflow="fold", ratio=1)
     for name in ("read", "loaded", "dupes", "known", "over limit", "rejected"):
         table.add_column(name, justify="right", no_wrap=True)
@@ -455,9 +524,9 @@ def _print_sources(run_id: str, rows: list[dict]) -> None:
 
 @app.command()
 def report(
-    run_id: Optional[str] = typer.Argument(None, help="run to report on (default: the latest completed synthesize run)"),
-    db: Optional[Path] = typer.Option(None, help="DuckDB file"),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="the report goes to <out>/<run_id>/report.html"),
+    run_id: str | None = typer.Argument(None, help="run to report on (default: the latest completed synthesize run)"),
+    db: Path | None = typer.Option(None, help="DuckDB file"),
+    out_dir: Path | None = typer.Option(None, "--out", help="the report goes to <out>/<run_id>/report.html"),
 ) -> None:
     """Write a run's HTML report: score per step, improvement, acceptance per segment, throughput, rejects, checks."""
     from functools import partial
@@ -475,20 +544,22 @@ def report(
     except (StoreBusy, FileNotFoundError) as error:
         _fail(str(error))
     except LookupError as error:
-        _fail(f"{error} (list them: reer sql \"SELECT run_id, flow_name, status FROM run_overview\")")
+        _fail(f'{error} (list them: reer sql "SELECT run_id, flow_name, status FROM run_overview")')
     out.print(f"report of run {run_id}: {written}", soft_wrap=True)
     out.print(f"open it: {written.resolve().as_uri()}", soft_wrap=True)
 
 
 @app.command()
 def deploy(
-    names: Optional[list[str]] = typer.Argument(None, help="deployments to create (default: every one in prefect.yaml)"),
-    port: Optional[int] = typer.Option(None, help="the Prefect server on 127.0.0.1:PORT (default: PREFECT_API_URL, "
-                                       "else 4200)"),
+    names: list[str] | None = typer.Argument(None, help="deployments to create (default: every one in prefect.yaml)"),
+    port: int | None = typer.Option(
+        None, help="the Prefect server on 127.0.0.1:PORT (default: PREFECT_API_URL, else 4200)"
+    ),
 ) -> None:
     """Create prefect.yaml's work pool (if missing) and deployments on a running Prefect server."""
     _quiet_prefect(False)
-    from reer.deployments import DeployError, api_url, deploy as deploy_all, server_answers
+    from reer.deployments import DeployError, api_url, server_answers
+    from reer.deployments import deploy as deploy_all
 
     api = api_url(port)
     if not server_answers(api):
@@ -499,15 +570,18 @@ def deploy(
         _fail(str(error))
     for name in deployed:
         out.print(f"deployed {name}", soft_wrap=True)
-    out.print(f"runs start once a worker polls the pool: PREFECT_API_URL={api} prefect worker start --pool reer",
-              soft_wrap=True)
+    out.print(
+        f"runs start once a worker polls the pool: PREFECT_API_URL={api} prefect worker start --pool reer",
+        soft_wrap=True,
+    )
 
 
 @app.command()
 def serve(
-    names: Optional[list[str]] = typer.Argument(None, help="deployments to serve (default: every one in prefect.yaml)"),
-    port: Optional[int] = typer.Option(None, help="the Prefect server on 127.0.0.1:PORT (default: PREFECT_API_URL, "
-                                       "else 4200)"),
+    names: list[str] | None = typer.Argument(None, help="deployments to serve (default: every one in prefect.yaml)"),
+    port: int | None = typer.Option(
+        None, help="the Prefect server on 127.0.0.1:PORT (default: PREFECT_API_URL, else 4200)"
+    ),
 ) -> None:
     """Serve prefect.yaml's deployments from this process: schedules run here, no pool or worker (Ctrl-C stops)."""
     _quiet_prefect(False)
@@ -534,18 +608,28 @@ def serve(
 
 @app.command()
 def dashboard(
-    port: Optional[int] = typer.Option(None, help="serve on 127.0.0.1:PORT (default: PREFECT_API_URL's port, else 4200)"),
+    port: int | None = typer.Option(None, help="serve on 127.0.0.1:PORT (default: PREFECT_API_URL's port, else 4200)"),
     foreground: bool = typer.Option(False, "--foreground", help="run the server in this terminal (Ctrl-C stops it)"),
     stop: bool = typer.Option(False, "--stop", help="stop the server an earlier `reer dashboard` started"),
-    db: Optional[Path] = typer.Option(None, help="DuckDB file, to find the latest report"),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="export folder, to find the latest report"),
+    db: Path | None = typer.Option(None, help="DuckDB file, to find the latest report"),
+    out_dir: Path | None = typer.Option(None, "--out", help="export folder, to find the latest report"),
 ) -> None:
     """Start the Prefect dashboard on 127.0.0.1 unless one answers; print where it and the latest report are."""
     import subprocess
     from urllib.parse import urlparse
 
-    from reer.deployments import (ServerError, api_url, configured_api_url, port_of, server_answers, server_command,
-                                  server_env, start_server, stop_server, ui_url)
+    from reer.deployments import (
+        ServerError,
+        api_url,
+        configured_api_url,
+        port_of,
+        server_answers,
+        server_command,
+        server_env,
+        start_server,
+        stop_server,
+        ui_url,
+    )
     from reer.settings import Settings
 
     settings = Settings()
@@ -574,13 +658,11 @@ def dashboard(
         out.print("stop it: reer dashboard --stop", soft_wrap=True)
     if foreground and not running:
         settings.home.mkdir(parents=True, exist_ok=True)
-        try:
+        with suppress(KeyboardInterrupt):
             subprocess.run(server_command(port_of(api)), env=server_env(port_of(api)))
-        except KeyboardInterrupt:
-            pass
 
 
-def _print_latest_report(db: Optional[Path], out_dir: Path) -> None:
+def _print_latest_report(db: Path | None, out_dir: Path) -> None:
     """Where the latest completed run's report is, or how to write it."""
     from functools import partial
 
@@ -612,8 +694,11 @@ def main() -> None:
 
             traceback.print_exc()
         first = str(error).splitlines()[0] if str(error) else ""
-        Console(stderr=True).print(f"[red]reer:[/red] unexpected {error.__class__.__name__}: {first} "
-                                   "(REER_TRACEBACK=1 shows where)", highlight=False, soft_wrap=True)
+        Console(stderr=True).print(
+            f"[red]reer:[/red] unexpected {error.__class__.__name__}: {first} (REER_TRACEBACK=1 shows where)",
+            highlight=False,
+            soft_wrap=True,
+        )
         sys.exit(1)
     finally:
         sys.stdout.flush()

@@ -87,16 +87,27 @@ def server_command(port: int) -> list[str]:
 
 def server_env(port: int) -> dict[str, str]:
     """The server's environment: the dashboard must call this server's API (not PREFECT_API_URL's, not :4200)."""
-    return {**os.environ, **QUIET, "PREFECT_UI_API_URL": api_url(port), "PREFECT_SERVER_API_HOST": "127.0.0.1",
-            "PREFECT_SERVER_API_PORT": str(port)}
+    return {
+        **os.environ,
+        **QUIET,
+        "PREFECT_UI_API_URL": api_url(port),
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(port),
+    }
 
 
 def start_server(port: int, log_path: Path, pid_path: Path, timeout: float = 120.0) -> subprocess.Popen:
     """Start `prefect server start` on 127.0.0.1 detached from this process; wait until it answers."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        process = subprocess.Popen(server_command(port), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                   env=server_env(port), start_new_session=True)
+        process = subprocess.Popen(
+            server_command(port),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=server_env(port),
+            start_new_session=True,
+        )
     pid_path.write_text(str(process.pid))
     try:
         wait_for_server(api_url(port), process, log_path, timeout)
@@ -133,8 +144,14 @@ def stop_server(pid_path: Path) -> bool:
 
 def prefect_cli(args: list[str], api: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run one `prefect` command against `api`, from `cwd`."""
-    return subprocess.run([sys.executable, "-m", "prefect", *args], cwd=cwd, env=prefect_env(api, cwd),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "prefect", *args],
+        cwd=cwd,
+        env=prefect_env(api, cwd),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def last_line(result: subprocess.CompletedProcess) -> str:
@@ -196,12 +213,18 @@ def runner_deployments(names: list[str] | None = None) -> list:
     for spec in deployment_specs():
         if names and spec["name"] not in names:
             continue
-        schedules = [Cron(s["cron"], timezone=s.get("timezone") or "UTC") for s in spec.get("schedules") or []
-                     if s.get("cron")]
-        deployments.append(flow_of(spec["entrypoint"]).to_deployment(
-            name=spec["name"], description=spec.get("description"), parameters=spec.get("parameters") or {},
-            schedules=schedules, tags=spec.get("tags") or [],
-            # By module, not file: served runs import the installed reer from any folder.
-            entrypoint_type=EntrypointType.MODULE_PATH,
-        ))
+        schedules = [
+            Cron(s["cron"], timezone=s.get("timezone") or "UTC") for s in spec.get("schedules") or [] if s.get("cron")
+        ]
+        deployments.append(
+            flow_of(spec["entrypoint"]).to_deployment(
+                name=spec["name"],
+                description=spec.get("description"),
+                parameters=spec.get("parameters") or {},
+                schedules=schedules,
+                tags=spec.get("tags") or [],
+                # By module, not file: served runs import the installed reer from any folder.
+                entrypoint_type=EntrypointType.MODULE_PATH,
+            )
+        )
     return deployments

@@ -1,36 +1,139 @@
-"""All settings in one place; every field can be set as REER_<NAME> in the environment."""
+"""All settings in one place; every field can be set as REER_<NAME> in the environment.
+
+Built once per command (the CLI, or a flow run from a deployment's `options`) and passed down
+as frozen objects. Importing this module loads pydantic only: no Prefect, polars or torch, so
+`reer --help` and `reer sql` start fast.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, get_args
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from reer.models.loading import Backend, ServedConfig, VllmConfig
-from reer.tasks.quality import QualityConfig
-from reer.tasks.search import SearchConfig
+Backend = Literal["transformers", "vllm", "served"]
+BACKENDS: tuple[str, ...] = get_args(Backend)
+Role = Literal["generator", "scorer"]
+DEFAULT_HOME = Path("~/.cache/reer").expanduser()
+SHIPPED_MODEL = "SmolLM2-135M-Instruct"
+
+
+class SearchConfig(BaseModel):
+    """Search settings; defaults are the authors' (REER.md)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tau: float = Field(0.25, description="stop once the best score is under this")
+    max_steps: int = Field(10, ge=0, description="segments refined at most, in one greedy pass")
+    k: int = Field(2, ge=1, description="candidate rewrites sampled per segment")
+    temperature: float = Field(0.8, ge=0)
+    top_p: float = Field(0.85, gt=0, le=1)
+    repetition_penalty: float = Field(1.0, ge=1.0, description="discourage repeats (small models loop)")
+    max_initial_tokens: int = Field(384, ge=16, description="token limit for z(0) (sized for the CPU model)")
+    max_refine_tokens: int = Field(160, ge=16, description="token limit for one rewritten segment")
+    on_unfinished: Literal["trim", "reject"] = Field(
+        "trim",
+        description="z(0) cut by the token limit: 'reject' as the authors do, or 'trim' to its last "
+        "complete paragraph and search on (quality validation still flags it)",
+    )
+    min_thinking_tokens: int = Field(100, ge=0, description="z(0) shorter than this is rejected")
+    min_segment_chars: int = Field(100, ge=1, description="shorter pieces merge into the next")
+    clip_min: float = Field(-2.0, lt=0, description="log-probabilities are clipped to [clip_min, 0]")
+    seed: int = 0
+
+    def fingerprint(self) -> str:
+        """12 hex characters that change whenever any search setting does."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]
+
+    def thinking_reserve(self) -> int:
+        """Context tokens held back for the thinking and the chat template (as the search checks it)."""
+        return self.max_initial_tokens + 64
+
+
+class QualityConfig(BaseModel):
+    """Quality thresholds; the README explains each default."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ngram: int = Field(4, ge=1, description="n of the n-grams counted for repetition")
+    max_ngram_repetition: float = Field(0.2, ge=0, le=1, description="share of n-grams that repeat an earlier one")
+    shingle: int = Field(3, ge=1, description="units per shingle for duplicate detection")
+    max_duplicate_similarity: float = Field(0.8, ge=0, le=1, description="Jaccard similarity to an earlier text")
+    min_thinking_tokens: int = Field(100, ge=0, description="tokens in the final thinking, at least")
+    max_thinking_tokens: int = Field(4096, ge=1, description="tokens in the final thinking, at most")
+    max_copied_span: int = Field(12, ge=1, description="longest run of units the thinking shares with the answer")
+    min_relative_improvement: float = Field(
+        0.01, description="(initial - final) / initial score, for trajectories the search worked on"
+    )
+    min_reflection_cues: int = Field(1, ge=0, description="reflection cues in the thinking, at least")
+    max_same_cue: int = Field(2, ge=1, description="uses of any one reflection cue, at most")
+
+
+class ServedConfig(BaseModel):
+    """How the served backend talks to `vllm serve` (REER_SERVED__<FIELD>)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    timeout_seconds: float = Field(600.0, gt=0, description="longest wait for one HTTP answer")
+    retries: int = Field(4, ge=0, description="retries of a request that failed in transport or got 408/429/5xx")
+    backoff_seconds: float = Field(1.0, ge=0, description="first wait before a retry; doubles each time")
+    concurrency: int = Field(16, ge=1, description="HTTP requests in flight at once, per model")
+
+
+class VllmConfig(BaseModel):
+    """How the in-process vllm backend builds its engine (REER_VLLM__<FIELD>)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_model_len: int | None = Field(None, ge=64, description="context length (default: the model's)")
+    gpu_memory_utilization: float = Field(
+        0.9, gt=0, le=1, description="share of GPU memory for one engine; split it when both roles load in one process"
+    )
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs one model is split over")
+    enforce_eager: bool = Field(False, description="no CUDA graphs or compilation: faster start, slower steps")
+
+
+class ModelSpec(BaseModel):
+    """Everything that loads one model on one backend: equal specs share one loaded model."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(SHIPPED_MODEL, description="a model folder or the shipped model")
+    backend: Backend = "transformers"
+    dtype: Literal["bfloat16", "float32"] = "bfloat16"
+    home: Path = DEFAULT_HOME
+    threads: int | None = None
+    generation_rows: int = 32
+    score_batch_tokens: int = 8192
+    url: str | None = Field(None, description="the served backend's server")
+    served: ServedConfig = ServedConfig()
+    vllm: VllmConfig = VllmConfig()
 
 
 class Settings(BaseSettings):
     """reer's settings: where things live, which model, how to batch, how to search."""
 
-    model_config = SettingsConfigDict(env_prefix="REER_", env_nested_delimiter="__", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="REER_", env_nested_delimiter="__", extra="ignore", frozen=True)
 
-    home: Path = Field(Path("~/.cache/reer").expanduser(), description="cache for converted models")
+    home: Path = Field(DEFAULT_HOME, description="cache for converted models")
     db: Path = Field(Path("reer.duckdb"), description="the DuckDB store")
     out: Path = Field(Path("reer-out"), description="exports go under <out>/<run_id>/")
-    backend: Backend = Field("transformers", description="transformers, vllm (in-process) or served (`vllm serve`), "
-                             "for both roles unless generator_backend / scorer_backend say otherwise")
+    backend: Backend = Field(
+        "transformers",
+        description="transformers, vllm (in-process) or served (`vllm serve`), "
+        "for both roles unless generator_backend / scorer_backend say otherwise",
+    )
     generator_backend: Backend | None = Field(None, description="the generator's backend (default: backend)")
     scorer_backend: Backend | None = Field(None, description="the scorer's backend (default: backend)")
     generator_url: str | None = Field(None, description="served backend: the generator's server, http://HOST:PORT")
     scorer_url: str | None = Field(None, description="served backend: the scorer's server, http://HOST:PORT")
     served: ServedConfig = ServedConfig()
     vllm: VllmConfig = VllmConfig()
-    generator_model: str = Field("SmolLM2-135M-Instruct", description="a model folder or the shipped model")
-    scorer_model: str = Field("SmolLM2-135M-Instruct", description="a model folder or the shipped model")
+    generator_model: str = Field(SHIPPED_MODEL, description="a model folder or the shipped model")
+    scorer_model: str = Field(SHIPPED_MODEL, description="a model folder or the shipped model")
     dtype: Literal["bfloat16", "float32"] = "bfloat16"
     threads: int | None = Field(None, description="CPU threads for torch (default: all cores)")
     generation_rows: int = Field(32, ge=1, description="sequences sampled together in one generation batch")
@@ -38,7 +141,8 @@ class Settings(BaseSettings):
     model_retries: int = Field(3, ge=0, description="times the search resumes after a model stops answering")
     retry_backoff_seconds: float = Field(5.0, ge=0, description="first wait before such a retry; doubles each time")
     snapshot_seconds: float = Field(
-        30.0, ge=0, description="publish <db>.snapshot.duckdb for readers at most this often during a run (0: never)")
+        30.0, ge=0, description="publish <db>.snapshot.duckdb for readers at most this often during a run (0: never)"
+    )
     source_fields: dict[str, str] = Field(
         default_factory=dict,
         description="role -> field for input files that match no declared source, e.g. "
@@ -46,3 +150,32 @@ class Settings(BaseSettings):
     )
     search: SearchConfig = SearchConfig()
     quality: QualityConfig = QualityConfig()
+
+    @classmethod
+    def of(cls, options: Settings | dict[str, Any] | None) -> Settings:
+        """The settings a flow runs with: the CLI's object as it is, or a deployment's options over the environment."""
+        return options if isinstance(options, Settings) else cls(**(options or {}))
+
+    def role_backend(self, role: Role) -> Backend:
+        return getattr(self, f"{role}_backend") or self.backend
+
+    def model_spec(self, role: Role) -> ModelSpec:
+        """What loads the generator's or the scorer's model."""
+        backend = self.role_backend(role)
+        return ModelSpec(
+            name=getattr(self, f"{role}_model"),
+            backend=backend,
+            dtype=self.dtype,
+            home=self.home,
+            threads=self.threads,
+            generation_rows=self.generation_rows,
+            score_batch_tokens=self.score_batch_tokens,
+            url=getattr(self, f"{role}_url") if backend == "served" else None,
+            served=self.served,
+            vllm=self.vllm,
+        )
+
+    def backend_label(self) -> str:
+        """The backends a run uses, as stored in runs.backend: one name, or each role's when they differ."""
+        generator, scorer = self.role_backend("generator"), self.role_backend("scorer")
+        return generator if generator == scorer else f"generator={generator},scorer={scorer}"

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -16,11 +17,22 @@ from sqlalchemy import column, create_engine, insert, table
 from sqlalchemy.engine import Connection, Engine
 
 from reer.console import notice
-from reer.faults import checkpoint
+from reer.kill_points import kill_point
 from reer.sql import read_sql
 
-TABLES = ("runs", "run_events", "examples", "trajectories", "revisions", "outcomes", "rejects", "checks", "exports",
-          "source_records", "validations")
+TABLES = (
+    "runs",
+    "run_events",
+    "examples",
+    "trajectories",
+    "revisions",
+    "outcomes",
+    "rejects",
+    "checks",
+    "exports",
+    "source_records",
+    "validations",
+)
 KEYED = {"runs", "examples", "trajectories", "revisions", "outcomes"}  # re-inserting a key is a no-op
 
 
@@ -69,9 +81,7 @@ class Store:
                 "SELECT table_name, column_name FROM information_schema.columns "
                 "WHERE table_schema = 'main' ORDER BY table_name, ordinal_position"
             ).all()
-        self.tables = {
-            name: table(name, *[column(c) for t, c in rows if t == name]) for name in TABLES
-        }
+        self.tables = {name: table(name, *[column(c) for t, c in rows if t == name]) for name in TABLES}
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -85,7 +95,11 @@ class Store:
         payload = []
         for row in rows:
             data = asdict(row) if is_dataclass(row) else dict(row)
-            data = {k: (json.dumps(v, default=str, ensure_ascii=False) if isinstance(v, (dict, list)) else v) for k, v in data.items() if k in t.c}
+            data = {
+                k: (json.dumps(v, default=str, ensure_ascii=False) if isinstance(v, (dict, list)) else v)
+                for k, v in data.items()
+                if k in t.c
+            }
             payload.append(data)
         if not payload:
             return 0
@@ -121,7 +135,7 @@ class Store:
                 raw.execute(f'COPY FROM DATABASE "{source}" TO reer_snapshot')
             finally:
                 raw.execute("DETACH reer_snapshot")
-        checkpoint("snapshot")
+        kill_point("snapshot")
         os.replace(partial, target)  # readers see the old snapshot or the new one, never half of one
         return target
 

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import polars as pl
 
 from reer.sql import read_sql
 
 ITEMS_KEY, SUMMARY_KEY, REPORT_KEY = "reer-run-items", "reer-run-summary", "reer-run-report"
-ITEM_COLUMNS = ("trajectory_id", "status", "reason", "initial_score", "final_score", "relative_improvement", "steps",
-                "accepted_edits", "passed", "query")
+ITEM_COLUMNS = (
+    "trajectory_id",
+    "status",
+    "reason",
+    "initial_score",
+    "final_score",
+    "relative_improvement",
+    "steps",
+    "accepted_edits",
+    "passed",
+    "query",
+)
 
 
 def items_table(query: Callable[..., pl.DataFrame], run_id: str) -> list[dict[str, Any]]:
@@ -30,17 +41,35 @@ def file_link(path: str | Path | None) -> str:
 
 def summary_markdown(summary: dict) -> str:
     """A run's summary as markdown: figures, rejects by reason, check pass rates, throughput and links."""
+
     def fmt(value):
         return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
 
-    keys = ["items", "completed", "rejected_in_search", "rejected_inputs", "mean_initial_score", "mean_final_score",
-            "mean_score_drop", "accepted_edits", "candidates", "revisions", "unparsable"]
+    keys = [
+        "items",
+        "completed",
+        "rejected_in_search",
+        "rejected_inputs",
+        "mean_initial_score",
+        "mean_final_score",
+        "mean_score_drop",
+        "accepted_edits",
+        "candidates",
+        "revisions",
+        "unparsable",
+    ]
     lines = [f"# reer run `{summary['run_id']}`", "", "| figure | value |", "|---|---|"]
     lines += [f"| {k.replace('_', ' ')} | {fmt(summary.get(k))} |" for k in keys if k in summary]
     lines += ["", "## Throughput", "", "| figure | value |", "|---|---|"]
-    lines += [f"| {name} | {fmt(summary.get(k))} |" for name, k in (
-        ("wall time (s)", "wall_seconds"), ("items per hour", "items_per_hour"),
-        ("generated tokens/s", "generated_tokens_per_second"), ("scored tokens/s", "scored_tokens_per_second"))]
+    lines += [
+        f"| {name} | {fmt(summary.get(k))} |"
+        for name, k in (
+            ("wall time (s)", "wall_seconds"),
+            ("items per hour", "items_per_hour"),
+            ("generated tokens/s", "generated_tokens_per_second"),
+            ("scored tokens/s", "scored_tokens_per_second"),
+        )
+    ]
     rejects = summary.get("rejects_by_reason") or []
     lines += ["", "## Rejects by reason", ""]
     if rejects:
@@ -48,16 +77,25 @@ def summary_markdown(summary: dict) -> str:
         lines += [f"| {r['stage']} | {r['reason']} | {r['n']} |" for r in rejects]
     else:
         lines += ["Nothing was rejected."]
-    lines += ["", "## Validation", "", f"Passed every check: {fmt(summary.get('passed'))} of {fmt(summary.get('completed'))}"]
+    lines += [
+        "",
+        "## Validation",
+        "",
+        f"Passed every check: {fmt(summary.get('passed'))} of {fmt(summary.get('completed'))}",
+    ]
     if summary.get("pass_rates"):
         lines += ["", "| check | pass rate |", "|---|---|"]
         lines += [f"| {name} | {rate:.1%} |" for name, rate in summary["pass_rates"].items()]
     exported = summary.get("exported") or {}
-    lines += ["", "## Links", "",
-              f"- Report: {file_link(summary.get('report'))}",
-              f"- Data Docs: {file_link(summary.get('data_docs'))}",
-              f"- Training set: {file_link(exported.get('parquet'))}",
-              f"- Dataset card: {file_link(exported.get('card'))}"]
+    lines += [
+        "",
+        "## Links",
+        "",
+        f"- Report: {file_link(summary.get('report'))}",
+        f"- Data Docs: {file_link(summary.get('data_docs'))}",
+        f"- Training set: {file_link(exported.get('parquet'))}",
+        f"- Dataset card: {file_link(exported.get('card'))}",
+    ]
     if summary.get("flow_run_url"):
         lines.append(f"- Flow run: [{summary['flow_run_url']}]({summary['flow_run_url']})")
     return "\n".join(lines)
@@ -73,5 +111,9 @@ def create_run_artifacts(query: Callable[..., pl.DataFrame], summary: dict) -> N
         create_table_artifact(table=rows, key=ITEMS_KEY, description=f"reer run {run_id}: per-item results")
     create_markdown_artifact(markdown=summary_markdown(summary), key=SUMMARY_KEY, description=f"reer run {run_id}")
     if summary.get("report"):
-        create_link_artifact(link=Path(summary["report"]).resolve().as_uri(), link_text=f"report of run {run_id}",
-                             key=REPORT_KEY, description=f"reer run {run_id}: HTML report")
+        create_link_artifact(
+            link=Path(summary["report"]).resolve().as_uri(),
+            link_text=f"report of run {run_id}",
+            key=REPORT_KEY,
+            description=f"reer run {run_id}: HTML report",
+        )

@@ -6,7 +6,8 @@ view), so the card says exactly what a query says.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
     """A pipe table; floats to 4 places, None as '-'."""
+
     def cell(value: object) -> str:
         if value is None:
             return "-"
@@ -33,15 +35,26 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
 
 def _front_matter(languages: list[str]) -> list[str]:
     """The YAML header the Hugging Face hub reads: the train split and its languages."""
-    return ["---", "configs:", "- config_name: default", "  data_files:", "  - split: train", "    path: train.parquet",
-            f"language: [{', '.join(languages) or 'en'}]", "task_categories: [text-generation]",
-            "tags: [reer, writing, reasoning, synthetic]", "---", ""]
+    return [
+        "---",
+        "configs:",
+        "- config_name: default",
+        "  data_files:",
+        "  - split: train",
+        "    path: train.parquet",
+        f"language: [{', '.join(languages) or 'en'}]",
+        "task_categories: [text-generation]",
+        "tags: [reer, writing, reasoning, synthetic]",
+        "---",
+        "",
+    ]
 
 
 def _checks(store: Store, run_id: str) -> pl.DataFrame:
     return store.query(
-        "SELECT suite, check_name, threshold, checked, passed, pass_rate FROM check_pass_rates "
-        "WHERE run_id = $run_id", run_id=run_id)
+        "SELECT suite, check_name, threshold, checked, passed, pass_rate FROM check_pass_rates WHERE run_id = $run_id",
+        run_id=run_id,
+    )
 
 
 def _provenance(store: Store, run_id: str) -> dict:
@@ -57,50 +70,112 @@ def dataset_card(store: Store, run_id: str, written: Written) -> str:
     scores = store.query(read_sql("queries/card_scores"), run_id=run_id)
     checks = _checks(store, run_id)
     run = _provenance(store, run_id)
-    validation = store.query("SELECT validation_id FROM latest_validations WHERE run_id = $run_id",
-                             run_id=run_id)["validation_id"][0]
+    validation = store.query("SELECT validation_id FROM latest_validations WHERE run_id = $run_id", run_id=run_id)[
+        "validation_id"
+    ][0]
     languages = store.query(
         "SELECT DISTINCT language FROM passed_trajectories WHERE run_id = $run_id AND language IS NOT NULL ORDER BY 1",
-        run_id=run_id)["language"].to_list()
+        run_id=run_id,
+    )["language"].to_list()
     specs = check_specs(QualityConfig())  # for each check's direction and its place in the list
     bounds = {s.name: (">=" if s.bound == "min" else "<=") for s in specs}
     order = [s.name for s in specs]
-    checks = checks.sort(pl.col("check_name").map_elements(
-        lambda n: order.index(n) if n in order else len(order), return_dtype=pl.Int64))
+    checks = checks.sort(
+        pl.col("check_name").map_elements(lambda n: order.index(n) if n in order else len(order), return_dtype=pl.Int64)
+    )
 
     lines = _front_matter(languages)
-    lines += [f"# reer trajectories, run `{run_id}`", "",
-              f"Thinking trajectories synthesized by REverse-Engineered Reasoning (REER): for each writing "
-              f"request and reference answer, a greedy search for the thinking that makes the answer most "
-              f"predictable to a scorer model. **{written.train_rows} of {written.full_rows} completed "
-              f"trajectories passed every quality check** and make up the training files; the full table "
-              f"keeps all of them with their verdicts.", ""]
+    lines += [
+        f"# reer trajectories, run `{run_id}`",
+        "",
+        f"Thinking trajectories synthesized by REverse-Engineered Reasoning (REER): for each writing "
+        f"request and reference answer, a greedy search for the thinking that makes the answer most "
+        f"predictable to a scorer model. **{written.train_rows} of {written.full_rows} completed "
+        f"trajectories passed every quality check** and make up the training files; the full table "
+        f"keeps all of them with their verdicts.",
+        "",
+    ]
     if written.train_rows == 0:
-        lines += ["> No trajectory passed every check: train.parquet and train.jsonl hold no rows (and `datasets` "
-                  "refuses to load an empty split). trajectories.parquet and the checks below say why.", ""]
+        lines += [
+            "> No trajectory passed every check: train.parquet and train.jsonl hold no rows (and `datasets` "
+            "refuses to load an empty split). trajectories.parquet and the checks below say why.",
+            "",
+        ]
     files = [
-        ["train.parquet", written.train_rows, "passing trajectories: `prompt` (chat list), `solution` "
-         "(`<think>` thinking `</think>` answer), category, source, scores, ids (DeepWriting-20K layout)"],
-        ["train.jsonl", written.train_rows, "the same rows as chat `messages` (user, assistant), for TRL's SFT trainer"],
+        [
+            "train.parquet",
+            written.train_rows,
+            "passing trajectories: `prompt` (chat list), `solution` "
+            "(`<think>` thinking `</think>` answer), category, source, scores, ids (DeepWriting-20K layout)",
+        ],
+        [
+            "train.jsonl",
+            written.train_rows,
+            "the same rows as chat `messages` (user, assistant), for TRL's SFT trainer",
+        ],
         ["trajectories.parquet", written.full_rows, "every completed trajectory, with `passed` and `failed_reasons`"],
     ]
     if (written.folder / "data_docs" / "index.html").exists():  # validated into another folder: no link
         files.append(["data_docs/index.html", "-", "great-expectations Data Docs of the validation"])
     lines += ["## Files", ""] + markdown_table(["file", "rows", "holds"], files) + [""]
-    lines += ["## Trajectories per category", ""] + markdown_table(
-        ["category", "completed", "passed"], categories.rows()) + [""]
-    lines += ["## Checks", "", f"Validation `{validation}`; each row counts the examples (input suite) or "
-              "trajectories (output suite) checked.", ""] + markdown_table(
-        ["suite", "check", "bound", "checked", "passed", "pass rate"],
-        [[r["suite"], r["check_name"], f"{bounds.get(r['check_name'], '')} {_number(r['threshold'])}",
-          r["checked"], r["passed"], r["pass_rate"]] for r in checks.iter_rows(named=True)]) + [""]
-    lines += ["## Scores", "", "Score = -mean(clip(log p, -2, 0)) over the scored answer tokens; lower is better.",
-              ""] + markdown_table(["set", "figure", "n", "mean", "median", "min", "max"], scores.rows()) + [""]
-    lines += ["## Provenance", ""] + markdown_table(["field", "value"], [
-        [k, run.get(k)] for k in ("run_id", "flow_run_id", "started_at", "generator_model", "scorer_model",
-                                  "backend", "dtype", "prompt_version", "code_version", "config_hash")
-    ]) + ["", "Sources (the answers keep their sources' licences):", ""] + markdown_table(
-        ["source", "examples", "completed", "passed"], sources.rows()) + [""]
+    lines += (
+        ["## Trajectories per category", ""]
+        + markdown_table(["category", "completed", "passed"], categories.rows())
+        + [""]
+    )
+    lines += (
+        [
+            "## Checks",
+            "",
+            f"Validation `{validation}`; each row counts the examples (input suite) or "
+            "trajectories (output suite) checked.",
+            "",
+        ]
+        + markdown_table(
+            ["suite", "check", "bound", "checked", "passed", "pass rate"],
+            [
+                [
+                    r["suite"],
+                    r["check_name"],
+                    f"{bounds.get(r['check_name'], '')} {_number(r['threshold'])}",
+                    r["checked"],
+                    r["passed"],
+                    r["pass_rate"],
+                ]
+                for r in checks.iter_rows(named=True)
+            ],
+        )
+        + [""]
+    )
+    lines += (
+        ["## Scores", "", "Score = -mean(clip(log p, -2, 0)) over the scored answer tokens; lower is better.", ""]
+        + markdown_table(["set", "figure", "n", "mean", "median", "min", "max"], scores.rows())
+        + [""]
+    )
+    lines += (
+        ["## Provenance", ""]
+        + markdown_table(
+            ["field", "value"],
+            [
+                [k, run.get(k)]
+                for k in (
+                    "run_id",
+                    "flow_run_id",
+                    "started_at",
+                    "generator_model",
+                    "scorer_model",
+                    "backend",
+                    "dtype",
+                    "prompt_version",
+                    "code_version",
+                    "config_hash",
+                )
+            ],
+        )
+        + ["", "Sources (the answers keep their sources' licences):", ""]
+        + markdown_table(["source", "examples", "completed", "passed"], sources.rows())
+        + [""]
+    )
     return "\n".join(lines)
 
 

@@ -21,9 +21,9 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Sequence
 
 from reer.models.base import LanguageModel, ScoreRequest
 from reer.tasks.records import Example
@@ -101,7 +101,9 @@ def method_version(taxonomy: Taxonomy) -> str:
 
 def classifier_context(model: LanguageModel, query: str, text: str) -> str:
     """The chat-templated prompt that every label continues."""
-    cap = TEXT_CHARS // 2 if re.search(r"[\u4e00-\u9fff]", text[:200]) else TEXT_CHARS  # a CJK character costs more tokens
+    cap = (
+        TEXT_CHARS // 2 if re.search(r"[\u4e00-\u9fff]", text[:200]) else TEXT_CHARS
+    )  # a CJK character costs more tokens
     body = (f"Request: {query[:QUERY_CHARS]}\n\n" if query else "") + f"Text: {text[:cap]}"
     return model.render_chat([("user", PROMPT.format(body=body))]) + PREFILL
 
@@ -141,5 +143,10 @@ def assign_category(model: LanguageModel, example: Example, taxonomy: Taxonomy, 
     if example.category_source is not None:
         return example
     category, confidence = pick_category(label_scores(model, example.query, example.reference, taxonomy), taxonomy)
-    return replace(example, category=category, category_source="model", category_confidence=round(confidence, 4),
-                   category_method=method)
+    return replace(
+        example,
+        category=category,
+        category_source="model",
+        category_confidence=round(confidence, 4),
+        category_method=method,
+    )

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Sequence
 
 import numpy as np
 
@@ -84,7 +84,9 @@ class DuplicateMatch:
     exact: bool  # the same text once case, spacing and punctuation are ignored
 
 
-def find_duplicates(texts: Sequence[str], shingle: int = 3, permutations: int = 128, bands: int = 32) -> list[DuplicateMatch]:
+def find_duplicates(
+    texts: Sequence[str], shingle: int = 3, permutations: int = 128, bands: int = 32
+) -> list[DuplicateMatch]:
     """For each text in order, the most similar text before it; the first of a group matches nothing.
 
     MinHash with LSH only proposes candidates (32 bands of 4 rows make a pair at Jaccard 0.8 a
@@ -112,8 +114,9 @@ def find_duplicates(texts: Sequence[str], shingle: int = 3, permutations: int = 
             matches.append(DuplicateMatch(1.0, first_exact[key], True))
         else:
             first_exact[key] = index
-            scored = sorted(((jaccard(sets[-1], sets[j]), -j) for j in {j for k in keys for j in buckets.get(k, ())}),
-                            reverse=True)
+            scored = sorted(
+                ((jaccard(sets[-1], sets[j]), -j) for j in {j for k in keys for j in buckets.get(k, ())}), reverse=True
+            )
             best = scored[0] if scored else (0.0, None)
             matches.append(DuplicateMatch(best[0], None if best[1] is None else -best[1], False))
         for k in keys:

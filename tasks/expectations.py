@@ -44,11 +44,14 @@ def _context(docs_dir: Path | None):
         context.delete_data_docs_site(name)
         _remove_if_empty(site.get("store_backend", {}).get("base_directory"))
     if docs_dir is not None:
-        context.add_data_docs_site(site_name=SITE, site_config={
-            "class_name": "SiteBuilder",
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
-        })
+        context.add_data_docs_site(
+            site_name=SITE,
+            site_config={
+                "class_name": "SiteBuilder",
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+            },
+        )
     return context
 
 
@@ -79,10 +82,14 @@ def _checkpoint(context, suite_name: str, key: str, specs: list[CheckSpec], docs
         suite.add_expectation(expectation(spec))
     definition = context.validation_definitions.add(gx.ValidationDefinition(name=suite_name, data=batch, suite=suite))
     actions = [gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=[SITE])] if docs else []
-    return context.checkpoints.add(gx.Checkpoint(
-        name=f"reer-{suite_name}", validation_definitions=[definition], actions=actions,
-        result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [key]},
-    ))
+    return context.checkpoints.add(
+        gx.Checkpoint(
+            name=f"reer-{suite_name}",
+            validation_definitions=[definition],
+            actions=actions,
+            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [key]},
+        )
+    )
 
 
 def failing_ids(results, key: str) -> dict[str, set[str]]:

@@ -19,7 +19,7 @@ import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from reer.faults import checkpoint
+from reer.kill_points import kill_point
 from reer.sql import read_sql
 from reer.store import Store
 
@@ -46,8 +46,21 @@ def training_frame(full: pl.DataFrame) -> pl.DataFrame:
     return passed.select(
         pl.concat_list(pl.struct(pl.lit("user").alias("role"), pl.col("query").alias("content"))).alias("prompt"),
         pl.format("<think>\n{}\n</think>\n{}", "thinking", "answer").alias("solution"),
-        "category", "source", "language", "initial_score", "final_score", "nll", "ppl", "thinking_tokens",
-        "steps", "accepted_edits", "trajectory_id", "revision_id", "example_id", "run_id", "prompt_version",
+        "category",
+        "source",
+        "language",
+        "initial_score",
+        "final_score",
+        "nll",
+        "ppl",
+        "thinking_tokens",
+        "steps",
+        "accepted_edits",
+        "trajectory_id",
+        "revision_id",
+        "example_id",
+        "run_id",
+        "prompt_version",
     )
 
 
@@ -64,8 +77,15 @@ def messages_frame(train: pl.DataFrame) -> pl.DataFrame:
 def export_records(run_id: str, frame: pl.DataFrame, fmt: str, path: Path) -> list[dict]:
     """An `exports` row per written row: which revision sits at which line of which file."""
     return [
-        {"run_id": run_id, "trajectory_id": t, "revision_id": r, "example_id": e, "format": fmt, "path": str(path),
-         "row_index": i}
+        {
+            "run_id": run_id,
+            "trajectory_id": t,
+            "revision_id": r,
+            "example_id": e,
+            "format": fmt,
+            "path": str(path),
+            "row_index": i,
+        }
         for i, (t, r, e) in enumerate(zip(frame["trajectory_id"], frame["revision_id"], frame["example_id"]))
     ]
 
@@ -79,8 +99,12 @@ class Written:
     train_rows: int
 
     def paths(self) -> dict[str, str]:
-        return {"parquet": str(self.folder / TRAIN_PARQUET), "jsonl": str(self.folder / TRAIN_JSONL),
-                "table": str(self.folder / TABLE), "card": str(self.folder / CARD)}
+        return {
+            "parquet": str(self.folder / TRAIN_PARQUET),
+            "jsonl": str(self.folder / TRAIN_JSONL),
+            "table": str(self.folder / TABLE),
+            "card": str(self.folder / CARD),
+        }
 
 
 def validated(store: Store, run_id: str) -> bool:
@@ -104,10 +128,12 @@ def write_export(store: Store, run_id: str, out_dir: Path) -> Written:
     full.write_parquet(folder / TABLE)
     written = Written(folder, full.height, train.height)
     (folder / CARD).write_text(dataset_card(store, run_id, written), encoding="utf-8")
-    records = (export_records(run_id, train, "parquet", folder / TRAIN_PARQUET)
-               + export_records(run_id, train, "jsonl", folder / TRAIN_JSONL)
-               + export_records(run_id, full, "table", folder / TABLE))
-    checkpoint("exporting")  # files written, their rows not yet: a rerun writes both again
+    records = (
+        export_records(run_id, train, "parquet", folder / TRAIN_PARQUET)
+        + export_records(run_id, train, "jsonl", folder / TRAIN_JSONL)
+        + export_records(run_id, full, "table", folder / TABLE)
+    )
+    kill_point("exporting")  # files written, their rows not yet: a rerun writes both again
     store.write("exports", records)
     return written
 

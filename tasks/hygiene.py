@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Callable
+from collections.abc import Callable
 
-from reer.tasks.context import detect_language
+from reer.tasks.prompts import detect_language
 
 # Zero-width characters and the BOM carry nothing a reader sees, but change the content hash.
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))

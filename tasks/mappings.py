@@ -80,7 +80,9 @@ REGISTRY: tuple[SourceMapping, ...] = (
         reference=("response",),
         category=(),
         id=("id",),
-        join=Join(replace=(_HELLOBENCH_ANSWERS, ".jsonl"), on="id", fields={"query": "instruction", "category": "category"}),
+        join=Join(
+            replace=(_HELLOBENCH_ANSWERS, ".jsonl"), on="id", fields={"query": "instruction", "category": "category"}
+        ),
         note="model-written answers (Claude 3.5); the query and category come from the queries file with the same id",
     ),
     SourceMapping(
@@ -153,12 +155,16 @@ def _split_pair(pair: str) -> tuple[str, str]:
 
 def describe(mapping: SourceMapping) -> str:
     """One line naming the fields a mapping reads, for notices and docs."""
+
     def show(names):
         return "|".join(names) if names else "-"
 
-    parts = [f"query={show(mapping.query) if mapping.query is not None else '(written by the generator)'}",
-             f"reference={show(mapping.reference) if mapping.reference is not None else '(none)'}",
-             f"category={show(mapping.category)}", f"id={show(mapping.id) or '(record key)'}"]
+    parts = [
+        f"query={show(mapping.query) if mapping.query is not None else '(written by the generator)'}",
+        f"reference={show(mapping.reference) if mapping.reference is not None else '(none)'}",
+        f"category={show(mapping.category)}",
+        f"id={show(mapping.id) or '(record key)'}",
+    ]
     if mapping.join:
         parts.append(f"join={mapping.join.replace[1]!r}-sibling on {mapping.join.on}")
     return f"{mapping.name}: " + ", ".join(parts)

@@ -19,35 +19,18 @@ from typing import Literal
 import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, Field
 
-from reer.faults import checkpoint
+from reer.kill_points import kill_point
+from reer.settings import QualityConfig
 from reer.sql import read_sql
 from reer.store import Store
-from reer.tasks.context import PROMPTS, detect_language
 from reer.tasks.dedup import find_duplicates, text_units
+from reer.tasks.prompts import PROMPTS, detect_language
 
 _SENTENCE_END = tuple(".!?…。！？」』”\"')")
 _CLOSED = ("stop", "eos")  # finish reasons of a generation that ended its thinking itself
 
 INPUTS, OUTPUTS = "examples", "trajectories"  # suite names; each validates one table
-
-
-class QualityConfig(BaseModel):
-    """Quality thresholds; the README explains each default."""
-
-    ngram: int = Field(4, ge=1, description="n of the n-grams counted for repetition")
-    max_ngram_repetition: float = Field(0.2, ge=0, le=1, description="share of n-grams that repeat an earlier one")
-    shingle: int = Field(3, ge=1, description="units per shingle for duplicate detection")
-    max_duplicate_similarity: float = Field(0.8, ge=0, le=1, description="Jaccard similarity to an earlier text")
-    min_thinking_tokens: int = Field(100, ge=0, description="tokens in the final thinking, at least")
-    max_thinking_tokens: int = Field(4096, ge=1, description="tokens in the final thinking, at most")
-    max_copied_span: int = Field(12, ge=1, description="longest run of units the thinking shares with the answer")
-    min_relative_improvement: float = Field(
-        0.01, description="(initial - final) / initial score, for trajectories the search worked on"
-    )
-    min_reflection_cues: int = Field(1, ge=0, description="reflection cues in the thinking, at least")
-    max_same_cue: int = Field(2, ge=1, description="uses of any one reflection cue, at most")
 
 
 # -- metrics: pure functions of text and numbers ----------------------------------------------
@@ -98,7 +81,7 @@ def closed_thinking(finish_reason: str | None) -> bool:
 
 
 def cue_markers(language: str) -> tuple[str, ...]:
-    """The words that open each reflection cue the prompts suggest (tasks/context.py): 'Hmm', 'Wait'..."""
+    """The words that open each reflection cue the prompts suggest (tasks/prompts.py): 'Hmm', 'Wait'..."""
     markers = []
     for cue in PROMPTS[language].cues:
         bare = cue.strip("\"'“”‘’").rstrip(".…").strip()
@@ -148,18 +131,54 @@ class CheckSpec:
 def check_specs(cfg: QualityConfig) -> list[CheckSpec]:
     """Every check with its threshold from the settings."""
     return [
-        CheckSpec(INPUTS, "query_duplicate", "max", cfg.max_duplicate_similarity, "similarity of the query to an earlier example's"),
-        CheckSpec(INPUTS, "answer_duplicate", "max", cfg.max_duplicate_similarity, "similarity of the answer to an earlier example's"),
-        CheckSpec(INPUTS, "answer_repetition", "max", cfg.max_ngram_repetition, f"share of repeated {cfg.ngram}-grams in the answer"),
-        CheckSpec(OUTPUTS, "thinking_closed", "min", 1, "the initial generation ended its thinking (finish stop or eos)"),
+        CheckSpec(
+            INPUTS,
+            "query_duplicate",
+            "max",
+            cfg.max_duplicate_similarity,
+            "similarity of the query to an earlier example's",
+        ),
+        CheckSpec(
+            INPUTS,
+            "answer_duplicate",
+            "max",
+            cfg.max_duplicate_similarity,
+            "similarity of the answer to an earlier example's",
+        ),
+        CheckSpec(
+            INPUTS,
+            "answer_repetition",
+            "max",
+            cfg.max_ngram_repetition,
+            f"share of repeated {cfg.ngram}-grams in the answer",
+        ),
+        CheckSpec(
+            OUTPUTS, "thinking_closed", "min", 1, "the initial generation ended its thinking (finish stop or eos)"
+        ),
         CheckSpec(OUTPUTS, "ends_sentence", "min", 1, "the last segment ends a sentence"),
-        CheckSpec(OUTPUTS, "ngram_repetition", "max", cfg.max_ngram_repetition, f"share of repeated {cfg.ngram}-grams in the thinking"),
-        CheckSpec(OUTPUTS, "thinking_duplicate", "max", cfg.max_duplicate_similarity, "similarity of the thinking to an earlier trajectory's"),
+        CheckSpec(
+            OUTPUTS,
+            "ngram_repetition",
+            "max",
+            cfg.max_ngram_repetition,
+            f"share of repeated {cfg.ngram}-grams in the thinking",
+        ),
+        CheckSpec(
+            OUTPUTS,
+            "thinking_duplicate",
+            "max",
+            cfg.max_duplicate_similarity,
+            "similarity of the thinking to an earlier trajectory's",
+        ),
         CheckSpec(OUTPUTS, "min_thinking_tokens", "min", cfg.min_thinking_tokens, "tokens in the final thinking"),
         CheckSpec(OUTPUTS, "max_thinking_tokens", "max", cfg.max_thinking_tokens, "tokens in the final thinking"),
-        CheckSpec(OUTPUTS, "answer_copy", "max", cfg.max_copied_span, "longest run of units shared by thinking and answer"),
+        CheckSpec(
+            OUTPUTS, "answer_copy", "max", cfg.max_copied_span, "longest run of units shared by thinking and answer"
+        ),
         CheckSpec(OUTPUTS, "score_not_worse", "max", 0.0, "final minus initial score"),
-        CheckSpec(OUTPUTS, "relative_improvement", "min", cfg.min_relative_improvement, "(initial - final) / initial score"),
+        CheckSpec(
+            OUTPUTS, "relative_improvement", "min", cfg.min_relative_improvement, "(initial - final) / initial score"
+        ),
         CheckSpec(OUTPUTS, "reflection_cues", "min", cfg.min_reflection_cues, "reflection cues in the thinking"),
         CheckSpec(OUTPUTS, "cue_repetition", "max", cfg.max_same_cue, "uses of the most used reflection cue"),
         CheckSpec(OUTPUTS, "language_match", "min", 1, "the thinking is in the query's language"),
@@ -250,24 +269,28 @@ def trajectory_metrics(trajectories: pl.DataFrame, cfg: QualityConfig) -> pl.Dat
 # -- verdicts: GX decides; each (row, check) becomes a `checks` row -----------------------------
 
 
-def check_rows(metrics: pl.DataFrame, specs: list[CheckSpec], failing: dict[str, set[str]], key: str, context: dict) -> list[dict]:
+def check_rows(
+    metrics: pl.DataFrame, specs: list[CheckSpec], failing: dict[str, set[str]], key: str, context: dict
+) -> list[dict]:
     """A `checks` row per (row, check): passed as GX decided, the observed value, and why."""
     rows = []
     for record in metrics.iter_rows(named=True):
         for spec in specs:
             observed = record[spec.name]
             passed = record[key] not in failing[spec.name]
-            rows.append({
-                **context,
-                "trajectory_id": record.get("trajectory_id"),  # None for an input check: it names its example
-                "example_id": record.get("example_id"),
-                "suite": spec.suite,
-                "check_name": spec.name,
-                "passed": passed,
-                "observed": observed,
-                "threshold": float(spec.threshold),
-                "detail": _detail(spec, observed, passed, record.get(f"{spec.name}__detail") or ""),
-            })
+            rows.append(
+                {
+                    **context,
+                    "trajectory_id": record.get("trajectory_id"),  # None for an input check: it names its example
+                    "example_id": record.get("example_id"),
+                    "suite": spec.suite,
+                    "check_name": spec.name,
+                    "passed": passed,
+                    "observed": observed,
+                    "threshold": float(spec.threshold),
+                    "detail": _detail(spec, observed, passed, record.get(f"{spec.name}__detail") or ""),
+                }
+            )
     return rows
 
 
@@ -301,9 +324,15 @@ class Validation:
 
     def summary(self) -> dict:
         """The figures the run summary and the CLI print."""
-        return {"validation_id": self.validation_id, "checked": self.trajectories, "passed": self.passed,
-                "failed": self.trajectories - self.passed, "examples_checked": self.examples,
-                "pass_rates": self.pass_rates, "data_docs": self.data_docs}
+        return {
+            "validation_id": self.validation_id,
+            "checked": self.trajectories,
+            "passed": self.passed,
+            "failed": self.trajectories - self.passed,
+            "examples_checked": self.examples,
+            "pass_rates": self.pass_rates,
+            "data_docs": self.data_docs,
+        }
 
 
 def validate(store: Store, run_id: str, cfg: QualityConfig, docs_dir: Path | None) -> Validation:
@@ -323,17 +352,30 @@ def validate(store: Store, run_id: str, cfg: QualityConfig, docs_dir: Path | Non
     rows = []
     for suite, (metrics, key) in tables.items():
         rows += check_rows(metrics, [s for s in specs if s.suite == suite], outcome.failing, key, context)
-    record = {"validation_id": validation_id, "run_id": run_id, "config": cfg.model_dump(), "examples": examples.height,
-              "trajectories": trajectories.height, "data_docs": outcome.data_docs}
+    record = {
+        "validation_id": validation_id,
+        "run_id": run_id,
+        "config": cfg.model_dump(),
+        "examples": examples.height,
+        "trajectories": trajectories.height,
+        "data_docs": outcome.data_docs,
+    }
     with store.transaction() as con:  # the verdicts and the record that makes them current land together
         store.append(con, "checks", rows)
-        checkpoint("validating")  # a crash here must leave neither
+        kill_point("validating")  # a crash here must leave neither
         store.append(con, "validations", [record])
     passed = store.query(
         "SELECT count(*) FILTER (WHERE passed) AS passed FROM trajectory_verdicts WHERE run_id = $run_id", run_id=run_id
     )["passed"][0]
-    return Validation(validation_id, run_id, trajectories.height, int(passed or 0), examples.height,
-                      pass_rates(rows), outcome.data_docs)
+    return Validation(
+        validation_id,
+        run_id,
+        trajectories.height,
+        int(passed or 0),
+        examples.height,
+        pass_rates(rows),
+        outcome.data_docs,
+    )
 
 
 def pass_rates(rows: list[dict]) -> dict[str, float]:

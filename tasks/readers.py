@@ -10,9 +10,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from reer.tasks.records import Rejected
 
@@ -45,8 +46,12 @@ def read_raw(path: Path) -> Iterator[Raw | Rejected]:
         return
     reader = _READERS.get(path.suffix.lower())
     if reader is None:
-        yield Rejected(source, "(file)", "unknown_format",
-                       f"unknown format {path.suffix or '(no suffix)'}: use {', '.join(SUFFIXES)} or a datasets folder")
+        yield Rejected(
+            source,
+            "(file)",
+            "unknown_format",
+            f"unknown format {path.suffix or '(no suffix)'}: use {', '.join(SUFFIXES)} or a datasets folder",
+        )
         return
     yield from reader(path, source)
 
@@ -70,7 +75,9 @@ def _read_jsonl(path: Path, source: str) -> Iterator[Raw | Rejected]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
-                yield Rejected(source, where, "malformed_json", f"malformed JSON ({error.msg} at column {error.colno})", line)
+                yield Rejected(
+                    source, where, "malformed_json", f"malformed JSON ({error.msg} at column {error.colno})", line
+                )
                 continue
             yield Raw(where, record, line)
 
@@ -124,10 +131,17 @@ def _csv_rows(reader, header: list[str], source: str) -> Iterator[Raw | Rejected
         if not any(cell.strip() for cell in row):
             continue
         if _has_bad_bytes(payload):
-            yield Rejected(source, where, "bad_encoding", "not UTF-8 (undecodable bytes in this row)",
-                           payload.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+            yield Rejected(
+                source,
+                where,
+                "bad_encoding",
+                "not UTF-8 (undecodable bytes in this row)",
+                payload.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
+            )
         elif len(row) != len(header):
-            yield Rejected(source, where, "malformed_row", f"{len(row)} fields where the header has {len(header)}", payload)
+            yield Rejected(
+                source, where, "malformed_row", f"{len(row)} fields where the header has {len(header)}", payload
+            )
         else:
             yield Raw(where, dict(zip(header, row)), payload)
 
@@ -142,7 +156,9 @@ def _read_parquet(path: Path, source: str) -> Iterator[Raw | Rejected]:
     try:
         table = pq.read_table(path)
     except Exception as error:  # pyarrow raises several types for a damaged or non-Parquet file
-        yield Rejected(source, "(file)", "unreadable_file", f"not a readable Parquet file ({str(error).splitlines()[0]})")
+        yield Rejected(
+            source, "(file)", "unreadable_file", f"not a readable Parquet file ({str(error).splitlines()[0]})"
+        )
         return
     yield from _table_rows(table, "row")
 
@@ -161,15 +177,21 @@ def _read_dataset_folder(path: Path, source: str) -> Iterator[Raw | Rejected]:
         try:
             splits = json.loads((path / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]
         except (ValueError, KeyError, OSError) as error:
-            yield Rejected(source, "(folder)", "unreadable_file", f"dataset_dict.json is unreadable ({error.__class__.__name__})")
+            yield Rejected(
+                source, "(folder)", "unreadable_file", f"dataset_dict.json is unreadable ({error.__class__.__name__})"
+            )
             return
         for split in splits:
             yield from _read_split(path / split, source, f"{split} row")
     elif (path / "state.json").exists():
         yield from _read_split(path, source, "row")
     else:
-        yield Rejected(source, "(folder)", "unknown_format",
-                       "a folder, but not one saved by datasets (no state.json or dataset_dict.json)")
+        yield Rejected(
+            source,
+            "(folder)",
+            "unknown_format",
+            "a folder, but not one saved by datasets (no state.json or dataset_dict.json)",
+        )
 
 
 def _read_split(folder: Path, source: str, label: str) -> Iterator[Raw | Rejected]:
@@ -183,8 +205,12 @@ def _read_split(folder: Path, source: str, label: str) -> Iterator[Raw | Rejecte
                 tables.append(pa.ipc.open_stream(handle).read_all())
     except Exception as error:  # a missing shard, bad JSON or a damaged Arrow stream
         first = str(error).splitlines()[0] if str(error) else ""
-        yield Rejected(source, f"({folder.name})", "unreadable_file",
-                       f"a datasets folder that cannot be read ({error.__class__.__name__}: {first})")
+        yield Rejected(
+            source,
+            f"({folder.name})",
+            "unreadable_file",
+            f"a datasets folder that cannot be read ({error.__class__.__name__}: {first})",
+        )
         return
     if tables:
         yield from _table_rows(pa.concat_tables(tables), label)
@@ -201,6 +227,11 @@ def _read_text(path: Path, source: str) -> Iterator[Raw | Rejected]:
 
 
 _READERS = {
-    ".jsonl": _read_jsonl, ".ndjson": _read_jsonl, ".json": _read_json, ".csv": _read_csv, ".tsv": _read_csv,
-    ".parquet": _read_parquet, **{suffix: _read_text for suffix in TEXT_SUFFIXES},
+    ".jsonl": _read_jsonl,
+    ".ndjson": _read_jsonl,
+    ".json": _read_json,
+    ".csv": _read_csv,
+    ".tsv": _read_csv,
+    ".parquet": _read_parquet,
+    **{suffix: _read_text for suffix in TEXT_SUFFIXES},
 }

@@ -1,4 +1,4 @@
-"""The two things sourcing yields for every input record: an Example, or a Rejected with its reason."""
+"""The two things ingesting yields for every input record: an Example, or a Rejected with its reason."""
 
 from __future__ import annotations
 

@@ -7,11 +7,12 @@ for any stored run; the synthesize flow writes it to <out>/<run_id>/report.html 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from html import escape
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import polars as pl
 from prefect import task
@@ -47,16 +48,21 @@ def report_data(query: Query, run_id: str) -> ReportData:
     header = query(read_sql("queries/report_header"), run_id=run_id).to_dicts()
     if not header:
         raise LookupError(f"no run {run_id!r} in the store")
-    rows = {name: query(read_sql(f"queries/report_{name}"), run_id=run_id).to_dicts()
-            for name in ("items", "steps", "segments", "throughput", "rejects", "checks")}
+    rows = {
+        name: query(read_sql(f"queries/report_{name}"), run_id=run_id).to_dicts()
+        for name in ("items", "steps", "segments", "throughput", "rejects", "checks")
+    }
     figures = query(read_sql("queries/run_summary"), run_id=run_id).to_dicts()[0]
     return ReportData(run_id, header[0], figures, **rows)
 
 
 def latest_run(query: Query, flow_name: str = "synthesize") -> str | None:
     """The latest completed run of a flow, or None."""
-    rows = query("SELECT run_id FROM run_overview WHERE status = 'completed' AND flow_name = $flow "
-                 "ORDER BY started_at DESC LIMIT 1", flow=flow_name)
+    rows = query(
+        "SELECT run_id FROM run_overview WHERE status = 'completed' AND flow_name = $flow "
+        "ORDER BY started_at DESC LIMIT 1",
+        flow=flow_name,
+    )
     return rows["run_id"][0] if rows.height else None
 
 
@@ -72,8 +78,12 @@ def run_links(out_dir: Path, run_id: str, data: ReportData, flow_run_url: str | 
     docs = next((c["data_docs"] for c in data.checks if c.get("data_docs")), None)
     if docs and Path(docs).exists():
         links["Data Docs"] = os.path.relpath(Path(docs).resolve(), folder)
-    for name, title in (("train.parquet", "training set (Parquet)"), ("train.jsonl", "training set (JSONL)"),
-                        ("trajectories.parquet", "every trajectory (Parquet)"), ("README.md", "dataset card")):
+    for name, title in (
+        ("train.parquet", "training set (Parquet)"),
+        ("train.jsonl", "training set (JSONL)"),
+        ("trajectories.parquet", "every trajectory (Parquet)"),
+        ("README.md", "dataset card"),
+    ):
         if (folder / name).exists():
             links[title] = name
     if flow_run_url:
@@ -98,6 +108,7 @@ def write_report(store, run_id: str, out_dir: Path, flow_run_url: str | None = N
 
 
 # ---- rendering ----------------------------------------------------------------------------
+
 
 def num(value: Any, digits: int = 4) -> str:
     """A figure for a person: '-' when missing, floats rounded."""
@@ -127,24 +138,40 @@ def score_plot(data: ReportData) -> str:
     moved = sorted(by_item, key=lambda t: -(by_item[t][0][1] - min(s for _, s in by_item[t])))[:MAX_LINES]
     series = {t[:12]: by_item[t] for t in moved}
     marked = {t[:12]: accepted.get(t, set()) for t in moved}
-    return line_chart(series, "search step (0 = initial thinking)", "best score (lower is better)",
-                      "score per search step for each item", marked=marked, step=True)
+    return line_chart(
+        series,
+        "search step (0 = initial thinking)",
+        "best score (lower is better)",
+        "score per search step for each item",
+        marked=marked,
+        step=True,
+    )
 
 
 def improvement_plot(data: ReportData) -> str:
     """How much each finished item's score fell, relative to its initial score."""
-    values = [r["relative_improvement"] for r in data.items
-              if r["status"] == "completed" and r["relative_improvement"] is not None]
-    return histogram(values, "relative improvement (initial - final) / initial",
-                     "distribution of relative improvement")
+    values = [
+        r["relative_improvement"]
+        for r in data.items
+        if r["status"] == "completed" and r["relative_improvement"] is not None
+    ]
+    return histogram(values, "relative improvement (initial - final) / initial", "distribution of relative improvement")
 
 
 def acceptance_plot(data: ReportData) -> str:
     """Share of search steps at each segment position that accepted a rewrite."""
-    bars = [(str(r["segment_index"]), r["acceptance_rate"] or 0.0, f"{r['accepted_steps']}/{r['steps']}")
-            for r in data.segments if r["segment_index"] is not None]
-    return bar_chart(bars, "segment position (0 = first segment)", "steps that accepted a rewrite",
-                     "acceptance rate per segment position", percent=True)
+    bars = [
+        (str(r["segment_index"]), r["acceptance_rate"] or 0.0, f"{r['accepted_steps']}/{r['steps']}")
+        for r in data.segments
+        if r["segment_index"] is not None
+    ]
+    return bar_chart(
+        bars,
+        "segment position (0 = first segment)",
+        "steps that accepted a rewrite",
+        "acceptance rate per segment position",
+        percent=True,
+    )
 
 
 def throughput_plot(data: ReportData) -> str:
@@ -154,8 +181,13 @@ def throughput_plot(data: ReportData) -> str:
     if finished:
         finished = [(0, 0)] + finished
         scored = [(0, 0)] + scored
-    return line_chart({"items finished (total)": finished, "revisions scored in that minute": scored},
-                      "minutes since the run started", "count", "throughput over time", y_zero=True)
+    return line_chart(
+        {"items finished (total)": finished, "revisions scored in that minute": scored},
+        "minutes since the run started",
+        "count",
+        "throughput over time",
+        y_zero=True,
+    )
 
 
 CSS = """
@@ -211,11 +243,17 @@ def card(key: str, value: str, small: str = "") -> str:
 def figure(ident: str, title: str, caption: str, chart: str, legend: list[str] | None = None) -> str:
     keys = ""
     if legend:
-        keys = '<div class="legend">' + "".join(
-            f'<span><i style="background:{PALETTE[n % len(PALETTE)]}"></i>{escape(name)}</span>'
-            for n, name in enumerate(legend)) + "</div>"
-    return (f'<figure id="{ident}"><h3>{escape(title)}</h3><figcaption>{escape(caption)}</figcaption>'
-            f'{chart}{keys}</figure>')
+        keys = (
+            '<div class="legend">'
+            + "".join(
+                f'<span><i style="background:{PALETTE[n % len(PALETTE)]}"></i>{escape(name)}</span>'
+                for n, name in enumerate(legend)
+            )
+            + "</div>"
+        )
+    return (
+        f'<figure id="{ident}"><h3>{escape(title)}</h3><figcaption>{escape(caption)}</figcaption>{chart}{keys}</figure>'
+    )
 
 
 def table(columns: list[tuple[str, str]], rows: list[list[str]], empty_note: str) -> str:
@@ -223,8 +261,10 @@ def table(columns: list[tuple[str, str]], rows: list[list[str]], empty_note: str
     if not rows:
         return f'<p class="muted">{escape(empty_note)}</p>'
     head = "".join(f'<th class="{kind}">{escape(name)}</th>' for name, kind in columns)
-    body = "".join("<tr>" + "".join(f'<td class="{kind}">{cell}</td>' for (_, kind), cell in zip(columns, row))
-                   + "</tr>" for row in rows)
+    body = "".join(
+        "<tr>" + "".join(f'<td class="{kind}">{cell}</td>' for (_, kind), cell in zip(columns, row)) + "</tr>"
+        for row in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -239,8 +279,11 @@ def header_cards(data: ReportData) -> str:
     relative = f" ({100 * drop / initial:.1f}%)" if drop is not None and initial else ""
     cards = [
         card("items", num(f.get("items")), f"{f.get('completed') or 0} completed"),
-        card("rejected", num((f.get("rejected_in_search") or 0) + (f.get("rejected_inputs") or 0)),
-             f"{f.get('rejected_in_search') or 0} in search, {f.get('rejected_inputs') or 0} inputs"),
+        card(
+            "rejected",
+            num((f.get("rejected_in_search") or 0) + (f.get("rejected_inputs") or 0)),
+            f"{f.get('rejected_in_search') or 0} in search, {f.get('rejected_inputs') or 0} inputs",
+        ),
         card("mean score", f"{num(initial, 3)} → {num(f.get('mean_final_score'), 3)}"),
         card("mean score drop", num(drop, 4), relative.strip(" ()")),
         card("accepted edits", num(f.get("accepted_edits") or 0), f"of {f.get('candidates') or 0} candidates"),
@@ -253,49 +296,97 @@ def header_cards(data: ReportData) -> str:
 
 
 def rejects_table(data: ReportData) -> str:
-    rows = [[escape(r["stage"]), escape(r["reason"]), f'{r["n"]}', escape((r["example"] or "")[:160])]
-            for r in data.rejects]
-    return table([("stage", ""), ("reason", ""), ("count", "n"), ("example message", "muted")], rows,
-                 "Nothing was rejected.")
+    rows = [
+        [escape(r["stage"]), escape(r["reason"]), f"{r['n']}", escape((r["example"] or "")[:160])] for r in data.rejects
+    ]
+    return table(
+        [("stage", ""), ("reason", ""), ("count", "n"), ("example message", "muted")], rows, "Nothing was rejected."
+    )
 
 
 def checks_table(data: ReportData) -> str:
     rows = []
     for r in data.checks:
         rate = r["pass_rate"] or 0.0
-        rows.append([escape(r["suite"]), escape(r["check_name"]), "-" if r["threshold"] is None else f'{r["threshold"]:g}', f'{r["passed"]} / {r["checked"]}',
-                     f'<span class="bar"><span style="width:{100 * rate:.0f}%"></span></span> {pct(rate)}'])
-    return table([("suite", ""), ("check", ""), ("bound", "n"), ("passed", "n"), ("pass rate", "n")], rows,
-                 "This run has no validation yet (reer validate RUN).")
+        rows.append(
+            [
+                escape(r["suite"]),
+                escape(r["check_name"]),
+                "-" if r["threshold"] is None else f"{r['threshold']:g}",
+                f"{r['passed']} / {r['checked']}",
+                f'<span class="bar"><span style="width:{100 * rate:.0f}%"></span></span> {pct(rate)}',
+            ]
+        )
+    return table(
+        [("suite", ""), ("check", ""), ("bound", "n"), ("passed", "n"), ("pass rate", "n")],
+        rows,
+        "This run has no validation yet (reer validate RUN).",
+    )
 
 
 def items_table(data: ReportData) -> str:
     rows = []
     for r in data.items:
         verdict = "" if r["passed"] is None else pill("yes" if r["passed"] else "no")
-        rows.append([f'<code>{escape(r["trajectory_id"][:12])}</code>', pill(r["status"]), escape(r["reason"] or ""),
-                     num(r["initial_score"]), num(r["final_score"]), pct(r["relative_improvement"]),
-                     num(r["steps"]), num(r["accepted_edits"]), verdict, escape(r["query"] or "")])
-    return table([("item", ""), ("status", ""), ("reason", ""), ("initial", "n"), ("final", "n"), ("improvement", "n"),
-                  ("steps", "n"), ("accepted", "n"), ("passed checks", ""), ("query", "muted")], rows,
-                 "This run covered no item.")
+        rows.append(
+            [
+                f"<code>{escape(r['trajectory_id'][:12])}</code>",
+                pill(r["status"]),
+                escape(r["reason"] or ""),
+                num(r["initial_score"]),
+                num(r["final_score"]),
+                pct(r["relative_improvement"]),
+                num(r["steps"]),
+                num(r["accepted_edits"]),
+                verdict,
+                escape(r["query"] or ""),
+            ]
+        )
+    return table(
+        [
+            ("item", ""),
+            ("status", ""),
+            ("reason", ""),
+            ("initial", "n"),
+            ("final", "n"),
+            ("improvement", "n"),
+            ("steps", "n"),
+            ("accepted", "n"),
+            ("passed checks", ""),
+            ("query", "muted"),
+        ],
+        rows,
+        "This run covered no item.",
+    )
 
 
 def links_list(data: ReportData) -> str:
     if not data.links:
         return '<p class="muted">No exported files next to this report yet.</p>'
-    return '<ul class="links">' + "".join(
-        f'<li><a href="{escape(href, quote=True)}">{escape(title)}</a> <span class="muted">{escape(href)}</span></li>'
-        for title, href in data.links.items()) + "</ul>"
+    return (
+        '<ul class="links">'
+        + "".join(
+            f'<li><a href="{escape(href, quote=True)}">{escape(title)}</a> <span class="muted">{escape(href)}</span></li>'
+            for title, href in data.links.items()
+        )
+        + "</ul>"
+    )
 
 
 def meta_list(data: ReportData) -> str:
     h = data.header
-    pairs = [("run", h["run_id"]), ("status", f'{h.get("status") or "-"} at {when(h.get("status_at"))}'),
-             ("started", when(h.get("started_at"))), ("generator", h.get("generator_model")),
-             ("scorer", h.get("scorer_model")), ("backend / dtype", f'{h.get("backend")} / {h.get("dtype")}'),
-             ("config hash", h.get("config_hash")), ("prompt version", h.get("prompt_version")),
-             ("code version", h.get("code_version")), ("Prefect flow run", h.get("flow_run_id"))]
+    pairs = [
+        ("run", h["run_id"]),
+        ("status", f"{h.get('status') or '-'} at {when(h.get('status_at'))}"),
+        ("started", when(h.get("started_at"))),
+        ("generator", h.get("generator_model")),
+        ("scorer", h.get("scorer_model")),
+        ("backend / dtype", f"{h.get('backend')} / {h.get('dtype')}"),
+        ("config hash", h.get("config_hash")),
+        ("prompt version", h.get("prompt_version")),
+        ("code version", h.get("code_version")),
+        ("Prefect flow run", h.get("flow_run_id")),
+    ]
     return '<dl class="meta">' + "".join(f"<dt>{escape(k)}</dt><dd>{escape(num(v))}</dd>" for k, v in pairs) + "</dl>"
 
 
@@ -304,20 +395,35 @@ def render(data: ReportData) -> str:
     h = data.header
     moved = len({r["trajectory_id"] for r in data.steps})
     shown = f" (the {MAX_LINES} that moved most of {moved})" if moved > MAX_LINES else ""
-    plots = "".join([
-        figure("plot-score-per-step", "Score per search step",
-               f"Best score after each step, one line per item{shown}; filled dots mark steps that accepted a rewrite.",
-               score_plot(data)),
-        figure("plot-relative-improvement", "Relative improvement",
-               "How far each completed item's score fell from its initial thinking, as a share of the initial score.",
-               improvement_plot(data)),
-        figure("plot-acceptance-by-segment", "Acceptance rate per segment position",
-               "Share of search steps at each segment position where a rewrite lowered the score (accepted/tried).",
-               acceptance_plot(data)),
-        figure("plot-throughput", "Throughput over time",
-               "Items finished so far and revisions scored per minute of the run.", throughput_plot(data),
-               legend=["items finished (total)", "revisions scored in that minute"]),
-    ])
+    plots = "".join(
+        [
+            figure(
+                "plot-score-per-step",
+                "Score per search step",
+                f"Best score after each step, one line per item{shown}; filled dots mark steps that accepted a rewrite.",
+                score_plot(data),
+            ),
+            figure(
+                "plot-relative-improvement",
+                "Relative improvement",
+                "How far each completed item's score fell from its initial thinking, as a share of the initial score.",
+                improvement_plot(data),
+            ),
+            figure(
+                "plot-acceptance-by-segment",
+                "Acceptance rate per segment position",
+                "Share of search steps at each segment position where a rewrite lowered the score (accepted/tried).",
+                acceptance_plot(data),
+            ),
+            figure(
+                "plot-throughput",
+                "Throughput over time",
+                "Items finished so far and revisions scored per minute of the run.",
+                throughput_plot(data),
+                legend=["items finished (total)", "revisions scored in that minute"],
+            ),
+        ]
+    )
     title = f"reer run {data.run_id}"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">

@@ -8,18 +8,17 @@ a sink before the next batch, so the store always holds the latest transition.
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Callable, Iterable, Literal, Sequence
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, Field
 
-from reer.faults import checkpoint
 from reer.ids import stable_id
+from reer.kill_points import kill_point
 from reer.models.base import Generation, GenerationRequest, LanguageModel, ScoreRequest
-from reer.tasks.context import (
+from reer.settings import SearchConfig
+from reer.tasks.prompts import (
     REFINE_CLOSE,
     REFINE_OPEN,
     initial_messages,
@@ -30,31 +29,6 @@ from reer.tasks.context import (
 )
 from reer.tasks.scoring import ReferenceSplit, Score, score_logprobs, scoring_context, split_reference
 from reer.tasks.segments import join_segments, segment
-
-
-class SearchConfig(BaseModel):
-    """Search settings; defaults are the authors' (REER.md)."""
-
-    tau: float = Field(0.25, description="stop once the best score is under this")
-    max_steps: int = Field(10, ge=0, description="segments refined at most, in one greedy pass")
-    k: int = Field(2, ge=1, description="candidate rewrites sampled per segment")
-    temperature: float = Field(0.8, ge=0)
-    top_p: float = Field(0.85, gt=0, le=1)
-    repetition_penalty: float = Field(1.0, ge=1.0, description="discourage repeats (small models loop)")
-    max_initial_tokens: int = Field(384, ge=16, description="token limit for z(0) (sized for the CPU model)")
-    max_refine_tokens: int = Field(160, ge=16, description="token limit for one rewritten segment")
-    on_unfinished: Literal["trim", "reject"] = Field(
-        "trim",
-        description="z(0) cut by the token limit: 'reject' as the authors do, or 'trim' to its last "
-        "complete paragraph and search on (quality validation still flags it)",
-    )
-    min_thinking_tokens: int = Field(100, ge=0, description="z(0) shorter than this is rejected")
-    min_segment_chars: int = Field(100, ge=1, description="shorter pieces merge into the next")
-    clip_min: float = Field(-2.0, lt=0, description="log-probabilities are clipped to [clip_min, 0]")
-    seed: int = 0
-
-    def fingerprint(self) -> str:
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -247,7 +221,9 @@ class ItemSearch:
         self._opening = opening
         self.need = GenerationNeed(
             GenerationRequest(
-                messages=refine_messages(item.query, item.full_reference, self.segments, index, self.original, item.language),
+                messages=refine_messages(
+                    item.query, item.full_reference, self.segments, index, self.original, item.language
+                ),
                 prefill=REFINE_OPEN + opening,
                 n=cfg.k,
                 temperature=cfg.temperature,
@@ -277,7 +253,9 @@ class ItemSearch:
                 segment_index=index,
                 candidate_index=c,
                 segment_text=text if text is not None else g.text,
-                thinking=join_segments(self.segments[:index] + [text] + self.segments[index + 1 :]) if text else self.best.thinking,
+                thinking=join_segments(self.segments[:index] + [text] + self.segments[index + 1 :])
+                if text
+                else self.best.thinking,
                 accepted=False,
                 status="unparsable" if text is None else "unchanged" if unchanged else "pending",
                 note=why if text is None else "the rewrite repeats the segment word for word" if unchanged else None,
@@ -315,7 +293,9 @@ class ItemSearch:
         return records + self._advance()
 
     @classmethod
-    def resume(cls, item, config, query_prompt, count_tokens, stored: Sequence[RevisionRecord]) -> tuple["ItemSearch", list[Record]]:
+    def resume(
+        cls, item, config, query_prompt, count_tokens, stored: Sequence[RevisionRecord]
+    ) -> tuple[ItemSearch, list[Record]]:
         """Rebuild a search from its stored revisions and continue after its last stored step.
 
         Each step is stored whole, in one transaction, so replaying the accepted candidates
@@ -378,7 +358,7 @@ def drive(
     def store(records: list[Record], may_stop: bool = True) -> None:
         if records:
             sink(records)
-            checkpoint("stored")
+            kill_point("stored")
         if may_stop and stop_requested():
             raise StopRequested
 
@@ -392,14 +372,14 @@ def drive(
             rows += s.need.request.n
         if batch:
             results = generator.generate([s.need.request for s in batch])
-            checkpoint("generated")
+            kill_point("generated")
             records = [r for s, generations in zip(batch, results) for r in s.on_generated(generations)]
             # A stop waits for the scoring of what was just generated: stopping here would throw it away.
             store(records, may_stop=not any(isinstance(s.need, ScoringNeed) for s in batch))
         scoring = [s for s in active if isinstance(s.need, ScoringNeed)]
         if scoring:
             logprobs = scorer.score([r for s in scoring for r in s.need.requests])
-            checkpoint("scored")
+            kill_point("scored")
             records: list[Record] = []
             offset = 0
             for s in scoring:
@@ -424,10 +404,12 @@ class Prepared:
 
 
 @task(cache_policy=NO_CACHE)
-def prepare_searches(store, run_id: str, examples, config: SearchConfig, generator: LanguageModel, scorer: LanguageModel) -> Prepared:
+def prepare_searches(
+    store, run_id: str, examples, config: SearchConfig, generator: LanguageModel, scorer: LanguageModel
+) -> Prepared:
     """One search per example; references that cannot be scored are rejected with their reason."""
     from reer.console import notice
-    from reer.tasks.context import PROMPT_VERSION
+    from reer.tasks.prompts import PROMPT_VERSION
 
     config_hash = config.fingerprint()
     # A trajectory with an outcome is finished (completed or rejected): the same inputs and
@@ -435,18 +417,31 @@ def prepare_searches(store, run_id: str, examples, config: SearchConfig, generat
     done = set(store.query("SELECT DISTINCT trajectory_id FROM outcomes")["trajectory_id"].to_list())
     stored: dict[str, list[RevisionRecord]] = {}
     names = [f.name for f in fields(RevisionRecord)]
-    for row in store.query(f"SELECT {', '.join(names)} FROM revisions WHERE trajectory_id NOT IN "
-                           "(SELECT trajectory_id FROM outcomes) ORDER BY step").iter_rows(named=True):
+    for row in store.query(
+        f"SELECT {', '.join(names)} FROM revisions WHERE trajectory_id NOT IN "
+        "(SELECT trajectory_id FROM outcomes) ORDER BY step"
+    ).iter_rows(named=True):
         stored.setdefault(row["trajectory_id"], []).append(RevisionRecord(**row))
     searches, trajectories, rejects, skipped, finished = [], [], [], 0, []
     for ex in examples:
-        trajectory_id = stable_id(ex.example_id, config_hash, PROMPT_VERSION, generator.model_id, scorer.model_id, config.seed)
+        trajectory_id = stable_id(
+            ex.example_id, config_hash, PROMPT_VERSION, generator.model_id, scorer.model_id, config.seed
+        )
         seed = int(stable_id(config.seed, ex.example_id), 16) & (2**63 - 1)
         # Every trajectory the run covers gets a row, finished ones too: validation and export
         # of this run then see the same trajectories however many reruns it took.
-        attempt = {"trajectory_id": trajectory_id, "run_id": run_id, "example_id": ex.example_id,
-                   "config_hash": config_hash, "prompt_version": PROMPT_VERSION, "generator_model": generator.model_id,
-                   "scorer_model": scorer.model_id, "seed": seed, "language": ex.language, "start": "finished"}
+        attempt = {
+            "trajectory_id": trajectory_id,
+            "run_id": run_id,
+            "example_id": ex.example_id,
+            "config_hash": config_hash,
+            "prompt_version": PROMPT_VERSION,
+            "generator_model": generator.model_id,
+            "scorer_model": scorer.model_id,
+            "seed": seed,
+            "language": ex.language,
+            "start": "finished",
+        }
         if trajectory_id in done:
             skipped += 1
             trajectories.append(attempt)
@@ -455,17 +450,33 @@ def prepare_searches(store, run_id: str, examples, config: SearchConfig, generat
         needed = scorer.count_tokens(ex.query) + scorer.count_tokens(ex.reference) + config.max_initial_tokens + 64
         reason = None
         if split is None:
-            reason = "reference_single_segment", "the reference is one segment: nothing is left to score after its first"
+            reason = (
+                "reference_single_segment",
+                "the reference is one segment: nothing is left to score after its first",
+            )
         elif needed > scorer.context_window:
-            reason = "reference_too_long", f"query, reference and thinking need {needed} tokens; the scorer reads {scorer.context_window}"
+            reason = (
+                "reference_too_long",
+                f"query, reference and thinking need {needed} tokens; the scorer reads {scorer.context_window}",
+            )
         if reason:
-            rejects.append({"run_id": run_id, "stage": "search", "source": ex.source, "source_record": ex.source_record,
-                            "example_id": ex.example_id, "reason": reason[0], "detail": reason[1]})
+            rejects.append(
+                {
+                    "run_id": run_id,
+                    "stage": "search",
+                    "source": ex.source,
+                    "source_record": ex.source_record,
+                    "example_id": ex.example_id,
+                    "reason": reason[0],
+                    "detail": reason[1],
+                }
+            )
             notice(f"skipped {ex.source} {ex.source_record}: {reason[1]}")
             continue
         item = SearchItem(trajectory_id, ex.example_id, ex.query, split, ex.reference, ex.language, seed)
-        search, records = ItemSearch.resume(item, config, scorer.render_chat([("user", ex.query)]),
-                                            scorer.count_tokens, stored.get(trajectory_id, []))
+        search, records = ItemSearch.resume(
+            item, config, scorer.render_chat([("user", ex.query)]), scorer.count_tokens, stored.get(trajectory_id, [])
+        )
         searches.append(search)
         finished.extend(records)
         trajectories.append({**attempt, "start": "resumed" if trajectory_id in stored else "new"})
@@ -480,18 +491,36 @@ def prepare_searches(store, run_id: str, examples, config: SearchConfig, generat
 
 def store_sink(store, run_id: str) -> Callable[[list[Record]], None]:
     """A sink that writes one round of records in one transaction."""
-    from reer.tasks.context import PROMPT_VERSION
+    from reer.tasks.prompts import PROMPT_VERSION
 
     def write(records: list[Record]) -> None:
-        revisions = [{**r.__dict__, "run_id": run_id, "prompt_version": PROMPT_VERSION} for r in records if isinstance(r, RevisionRecord)]
+        revisions = [
+            {**r.__dict__, "run_id": run_id, "prompt_version": PROMPT_VERSION}
+            for r in records
+            if isinstance(r, RevisionRecord)
+        ]
         outcomes = [{**o.__dict__, "run_id": run_id} for o in records if isinstance(o, OutcomeRecord)]
-        rejects = [{"run_id": run_id, "stage": "search", "trajectory_id": o.trajectory_id, "reason": o.reason,
-                    "detail": next((r.note for r in records if isinstance(r, RevisionRecord)
-                                    and r.trajectory_id == o.trajectory_id and r.note), None)}
-                   for o in records if isinstance(o, OutcomeRecord) and o.status == "rejected"]
+        rejects = [
+            {
+                "run_id": run_id,
+                "stage": "search",
+                "trajectory_id": o.trajectory_id,
+                "reason": o.reason,
+                "detail": next(
+                    (
+                        r.note
+                        for r in records
+                        if isinstance(r, RevisionRecord) and r.trajectory_id == o.trajectory_id and r.note
+                    ),
+                    None,
+                ),
+            }
+            for o in records
+            if isinstance(o, OutcomeRecord) and o.status == "rejected"
+        ]
         with store.transaction() as con:
             store.append(con, "revisions", revisions)
-            checkpoint("storing")  # a crash here must leave none of this round's rows
+            kill_point("storing")  # a crash here must leave none of this round's rows
             store.append(con, "outcomes", outcomes)
             store.append(con, "rejects", rejects)
 
@@ -512,8 +541,15 @@ def retry_on_model_errors(task, task_run, state) -> bool:
 
 
 @task(cache_policy=NO_CACHE, retry_condition_fn=retry_on_model_errors)
-def search_examples(store, run_id: str, searches: list[ItemSearch], generator, scorer, generation_rows: int,
-                    snapshot_seconds: float = 0.0) -> None:
+def search_examples(
+    store,
+    run_id: str,
+    searches: list[ItemSearch],
+    generator,
+    scorer,
+    generation_rows: int,
+    snapshot_seconds: float = 0.0,
+) -> None:
     """Drive every search to its end, storing each round before the next, with progress.
 
     A model that stops answering fails the task; Prefect retries it (see `retry_on_model_errors`)
@@ -521,15 +557,23 @@ def search_examples(store, run_id: str, searches: list[ItemSearch], generator, s
     """
     import time
 
-    from prefect.runtime import task_run
     from prefect.artifacts import create_progress_artifact, update_progress_artifact
+    from prefect.runtime import task_run
 
     from reer.console import report_progress
     from reer.interrupts import stop_after_batch
 
     if task_run.run_count > 1:  # a retry: count it where users look
-        store.write("run_events", [{"run_id": run_id, "status": "retrying",
-                                    "detail": {"attempt": task_run.run_count, "task": "search_examples"}}])
+        store.write(
+            "run_events",
+            [
+                {
+                    "run_id": run_id,
+                    "status": "retrying",
+                    "detail": {"attempt": task_run.run_count, "task": "search_examples"},
+                }
+            ],
+        )
     artifact = create_progress_artifact(progress=0.0, description=f"reer run {run_id}: items searched")
     if snapshot_seconds:
         store.publish_snapshot()  # readers get the prepared run at once, then every snapshot_seconds
@@ -545,5 +589,12 @@ def search_examples(store, run_id: str, searches: list[ItemSearch], generator, s
 
     report_progress(0, len(searches))
     with stop_after_batch() as stop_requested:
-        drive(searches, generator, scorer, store_sink(store, run_id), generation_rows=generation_rows,
-              on_batch=progress, stop_requested=stop_requested)
+        drive(
+            searches,
+            generator,
+            scorer,
+            store_sink(store, run_id),
+            generation_rows=generation_rows,
+            on_batch=progress,
+            stop_requested=stop_requested,
+        )

@@ -61,8 +61,9 @@ def short_eqbench_items(tmp_path, count=2):
 def fp32_model():
     """SmolLM2-135M-Instruct in fp32 (the exact reference), loaded once per session."""
     from reer.models.loading import load_model
+    from reer.settings import ModelSpec
 
-    return load_model("SmolLM2-135M-Instruct", dtype="float32", home=HOME)
+    return load_model(ModelSpec(dtype="float32", home=HOME))
 
 
 def free_port() -> int:
@@ -78,12 +79,31 @@ def prefect_api(tmp_path_factory):
     in about a second instead of starting a temporary server of its own (8-15 s)."""
     home = tmp_path_factory.mktemp("prefect-server")
     url = f"http://127.0.0.1:{free_port()}/api"
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": url,
-           "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": url.rsplit(":", 1)[1].split("/")[0]}
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": url,
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": url.rsplit(":", 1)[1].split("/")[0],
+    }
     with open(home / "server.log", "wb") as log:
-        server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                                   "--port", env["PREFECT_SERVER_API_PORT"], "--no-services"],
-                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "prefect",
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                env["PREFECT_SERVER_API_PORT"],
+                "--no-services",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

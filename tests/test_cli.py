@@ -27,10 +27,18 @@ def test_validate_prints_pass_rates_and_the_data_docs(tmp_path):
 
 def test_export_validates_first_when_needed(tmp_path):
     db = crafted_db(tmp_path)
-    result = CliRunner().invoke(app, ["export", "run-1", "--db", str(db), "--out", str(tmp_path / "out")], terminal_width=200)
+    result = CliRunner().invoke(
+        app, ["export", "run-1", "--db", str(db), "--out", str(tmp_path / "out")], terminal_width=200
+    )
     assert result.exit_code == 0, result.output
     assert "validating it first" in result.output and "exported 1 of 2 trajectories" in result.output
-    assert {p.name for p in (tmp_path / "out" / "run-1").iterdir()} >= {"train.parquet", "train.jsonl", "trajectories.parquet", "README.md", "data_docs"}
+    assert {p.name for p in (tmp_path / "out" / "run-1").iterdir()} >= {
+        "train.parquet",
+        "train.jsonl",
+        "trajectories.parquet",
+        "README.md",
+        "data_docs",
+    }
 
 
 def test_an_unknown_run_or_database_is_one_line(tmp_path):

@@ -36,8 +36,9 @@ def free_port() -> int:
 
 def reer(args: list[str], env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
     """The `reer` command in a subprocess, as a user runs it."""
-    result = subprocess.run([sys.executable, "-m", "reer.cli", *args], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, "-m", "reer.cli", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
     assert result.returncode == 0, f"reer {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result
 
@@ -59,20 +60,31 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("dashboard")
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(root / "prefect-home"), "REER_HOME": str(root / "reer-home"),
-           "PREFECT_API_URL": api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-           "PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(root / "prefect-home"),
+        "REER_HOME": str(root / "reer-home"),
+        "PREFECT_API_URL": api,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_WORKER_QUERY_SECONDS": "2",
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
+    }
     store = fill_store(root / "reer.duckdb", list(CLEAN.values()))
-    store.write("rejects", [{"run_id": "run-1", "stage": "sourcing", "reason": "malformed_json",
-                             "detail": "line 3: malformed JSON"}])
+    store.write(
+        "rejects",
+        [{"run_id": "run-1", "stage": "sourcing", "reason": "malformed_json", "detail": "line 3: malformed JSON"}],
+    )
     store.close()
     try:
-        started = reer(["dashboard", "--port", str(port), "--db", str(root / "reer.duckdb"), "--out", str(root / "out")],
-                       env)
+        started = reer(
+            ["dashboard", "--port", str(port), "--db", str(root / "reer.duckdb"), "--out", str(root / "out")], env
+        )
         yield {"api": api, "ui": f"http://127.0.0.1:{port}", "env": env, "root": root, "started": started.stdout}
     finally:
-        subprocess.run([sys.executable, "-m", "reer.cli", "dashboard", "--stop"], env=env, capture_output=True,
-                       timeout=60)
+        subprocess.run(
+            [sys.executable, "-m", "reer.cli", "dashboard", "--stop"], env=env, capture_output=True, timeout=60
+        )
 
 
 @pytest.fixture(scope="module")
@@ -83,14 +95,23 @@ def published(server):
 
     root, env = server["root"], server["env"]
     deployed = reer(["deploy"], env)
-    log = open(root / "worker.log", "wb")
-    worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", "reer", "--limit", "1"],
-                              cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log = open(root / "worker.log", "wb")  # noqa: SIM115 (the worker writes it until the fixture ends)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "worker", "start", "--pool", "reer", "--limit", "1"],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         with temporary_settings(updates={PREFECT_API_URL: server["api"]}):
-            flow_run = run_deployment("publish/publish-nightly", timeout=300, poll_interval=2,
-                                      parameters={"run_id": "run-1", "options": {"db": str(root / "reer.duckdb"),
-                                                                                 "out": str(root / "out")}})
+            flow_run = run_deployment(
+                "publish/publish-nightly",
+                timeout=300,
+                poll_interval=2,
+                parameters={"run_id": "run-1", "options": {"db": str(root / "reer.duckdb"), "out": str(root / "out")}},
+            )
         yield {"flow_run": flow_run, "deployed": deployed.stdout, "worker_log": root / "worker.log"}
     finally:
         stop_group(worker)
@@ -142,12 +163,24 @@ def chromium_binary() -> str:
 
 def browse(url: str, profile: Path, screenshot: Path | None = None) -> str:
     """The page's DOM after its scripts ran (or, with `screenshot`, a PNG of it), from headless Chromium."""
-    command = [chromium_binary(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-               f"--user-data-dir={profile}", "--virtual-time-budget=15000", "--window-size=1400,1000"]
+    command = [
+        chromium_binary(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=15000",
+        "--window-size=1400,1000",
+    ]
     command += [f"--screenshot={screenshot}"] if screenshot else ["--dump-dom"]
-    process = subprocess.Popen([*command, url], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        [*command, url], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         out, _ = process.communicate(timeout=120)
     except subprocess.TimeoutExpired:
@@ -167,15 +200,23 @@ def test_the_dashboard_and_the_report_show_the_run_in_chromium(server, published
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     with api_client(server) as client:
-        artifacts = {a.key: a.id for a in client.read_artifacts(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))}
+        artifacts = {
+            a.key: a.id
+            for a in client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))
+        }
     pages = {
-        "dashboard-flow-run": (f"{server['ui']}/runs/flow-run/{flow_run.id}",
-                               ["publish-run-1", "Completed", "publish-nightly", "run:run-1"]),
-        "dashboard-items-artifact": (f"{server['ui']}/artifacts/artifact/{artifacts['reer-run-items']}",
-                                     ["reer-run-items", "traj-a", "traj-b", "pass_complete"]),
-        "dashboard-summary-artifact": (f"{server['ui']}/artifacts/artifact/{artifacts['reer-run-summary']}",
-                                       ["reer run run-1", "Rejects by reason", "malformed_json", "report.html"]),
+        "dashboard-flow-run": (
+            f"{server['ui']}/runs/flow-run/{flow_run.id}",
+            ["publish-run-1", "Completed", "publish-nightly", "run:run-1"],
+        ),
+        "dashboard-items-artifact": (
+            f"{server['ui']}/artifacts/artifact/{artifacts['reer-run-items']}",
+            ["reer-run-items", "traj-a", "traj-b", "pass_complete"],
+        ),
+        "dashboard-summary-artifact": (
+            f"{server['ui']}/artifacts/artifact/{artifacts['reer-run-summary']}",
+            ["reer run run-1", "Rejects by reason", "malformed_json", "report.html"],
+        ),
     }
     for name, (url, expected) in pages.items():
         text = page_text(browse(url, profile))

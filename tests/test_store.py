@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import duckdb
-
 import pytest
 
 from reer.store import Store, StoreBusy, read_only_query, refuse_if_held, snapshot_path
@@ -26,9 +25,17 @@ def test_a_snapshot_is_whole_and_the_writer_keeps_its_lock(tmp_path, capfd):
         other = subprocess.run([sys.executable, "-c", OPEN_READ_ONLY, str(db)], capture_output=True, text=True)
         assert other.returncode != 0 and "lock" in other.stderr.lower()
         # A reader in another process gets the snapshot, with one line saying so.
-        reader = subprocess.run([sys.executable, "-c", "from reer.store import read_only_query; import sys; "
-                                 "print(read_only_query(sys.argv[1], 'SELECT count(*) AS n FROM run_events')['n'][0])",
-                                 str(db)], capture_output=True, text=True)
+        reader = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from reer.store import read_only_query; import sys; "
+                "print(read_only_query(sys.argv[1], 'SELECT count(*) AS n FROM run_events')['n'][0])",
+                str(db),
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert reader.stdout.strip() == "1" and "reading its snapshot" in reader.stderr
         con = duckdb.connect(str(published), read_only=True)
         assert con.sql("SELECT count(*) FROM run_overview").fetchall() == [(0,)]  # views came along
@@ -40,7 +47,9 @@ def test_a_snapshot_is_whole_and_the_writer_keeps_its_lock(tmp_path, capfd):
     assert read_only_query(db, "SELECT count(*) AS n FROM run_events")["n"][0] == 1
 
 
-HOLD_AS_WRITER = "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('held', flush=True); time.sleep(60)"
+HOLD_AS_WRITER = (
+    "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('held', flush=True); time.sleep(60)"
+)
 
 
 def test_a_second_writer_is_refused_before_it_opens_the_store(tmp_path):

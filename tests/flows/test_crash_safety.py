@@ -22,9 +22,21 @@ from tests.conftest import HOME, short_eqbench_items
 pytestmark = [pytest.mark.model, pytest.mark.prefect, pytest.mark.crash]
 
 K = 2
-SEARCH = ["--dtype", "float32", "--max-steps", "3", "-k", str(K), "--max-initial-tokens", "200",
-          "--max-refine-tokens", "64", "--seed", "1"]
-# Kill points (reer.faults.checkpoint names). Before the search: after the inputs are stored,
+SEARCH = [
+    "--dtype",
+    "float32",
+    "--max-steps",
+    "3",
+    "-k",
+    str(K),
+    "--max-initial-tokens",
+    "200",
+    "--max-refine-tokens",
+    "64",
+    "--seed",
+    "1",
+]
+# Kill points (reer.kill_points.checkpoint names). Before the search: after the inputs are stored,
 # after the searches are prepared, between writing a snapshot and publishing it.
 BEFORE_SEARCH = ["sourced:1", "prepared:1", "snapshot:1"]
 # One cycle per stored batch of the search: inside the batch's transaction, and right after it
@@ -43,8 +55,16 @@ SCORE_TOLERANCE = 1e-5
 
 def reer(*args: str, db: Path, api: str, kill_at: str | None = None, wait: bool = True, **extra: str):
     """`reer ARGS --db DB` in a new process, against the test's Prefect server."""
-    env = {**os.environ, "PREFECT_API_URL": api, "REER_HOME": str(HOME), "REER_SNAPSHOT_SECONDS": "0.001",
-           "REER_OUT": str(db.parent / "out"), "REER_SEARCH__MIN_THINKING_TOKENS": "40", "REER_TRACEBACK": "1", **extra}
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": api,
+        "REER_HOME": str(HOME),
+        "REER_SNAPSHOT_SECONDS": "0.001",
+        "REER_OUT": str(db.parent / "out"),
+        "REER_SEARCH__MIN_THINKING_TOKENS": "40",
+        "REER_TRACEBACK": "1",
+        **extra,
+    }
     env.pop("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", None)  # the CLI's own default, as a user has it
     if kill_at:
         env["REER_KILL_AT"] = kill_at
@@ -89,7 +109,9 @@ def assert_same_scores(db: Path, reference: Path) -> None:
 
 
 def final_run(db: Path) -> str:
-    return query(db, "SELECT run_id FROM run_overview WHERE status = 'completed' ORDER BY started_at DESC LIMIT 1")[0]["run_id"]
+    return query(db, "SELECT run_id FROM run_overview WHERE status = 'completed' ORDER BY started_at DESC LIMIT 1")[0][
+        "run_id"
+    ]
 
 
 def assert_consistent(db: Path, reference: Path, point: str) -> None:
@@ -99,13 +121,28 @@ def assert_consistent(db: Path, reference: Path, point: str) -> None:
     for r in stored:  # every stored revision is the very one the uninterrupted run made
         assert r == expected.get(r["revision_id"]), f"after a kill at {point}: revision {r['revision_id']} differs"
     assert_same_scores(db, reference)
-    partial = query(db, f"SELECT trajectory_id, step, count(*) AS n FROM revisions WHERE kind = 'candidate' "
-                        f"GROUP BY ALL HAVING n <> {K}")
+    partial = query(
+        db,
+        f"SELECT trajectory_id, step, count(*) AS n FROM revisions WHERE kind = 'candidate' "
+        f"GROUP BY ALL HAVING n <> {K}",
+    )
     assert partial == [], f"after a kill at {point}: half-stored steps {partial}"
-    assert query(db, "SELECT o.trajectory_id FROM outcomes o LEFT JOIN revisions v ON v.revision_id = o.final_revision_id "
-                     "WHERE o.final_revision_id IS NOT NULL AND v.revision_id IS NULL") == []
-    assert query(db, "SELECT v.validation_id FROM validations v LEFT JOIN checks c USING (validation_id) "
-                     "WHERE v.trajectories > 0 GROUP BY ALL HAVING count(c.check_id) = 0") == [], point
+    assert (
+        query(
+            db,
+            "SELECT o.trajectory_id FROM outcomes o LEFT JOIN revisions v ON v.revision_id = o.final_revision_id "
+            "WHERE o.final_revision_id IS NOT NULL AND v.revision_id IS NULL",
+        )
+        == []
+    )
+    assert (
+        query(
+            db,
+            "SELECT v.validation_id FROM validations v LEFT JOIN checks c USING (validation_id) "
+            "WHERE v.trajectories > 0 GROUP BY ALL HAVING count(c.check_id) = 0",
+        )
+        == []
+    ), point
     for e in query(db, "SELECT DISTINCT path FROM exports"):
         assert Path(e["path"]).exists(), f"after a kill at {point}: an export row names a missing file"
 
@@ -130,20 +167,28 @@ def test_killed_anywhere_and_rerun_it_ends_as_an_uninterrupted_run(tmp_path, ite
         if result.returncode == 0:  # what was left of the search had no such point (say, nothing to score)
             completed_early += 1
         else:
-            assert result.returncode == -signal.SIGKILL, f"the run was to die at {point}: {result.stdout[-500:]} {result.stderr[-1500:]}"
+            assert result.returncode == -signal.SIGKILL, (
+                f"the run was to die at {point}: {result.stdout[-500:]} {result.stderr[-1500:]}"
+            )
             kills.append(point)
         assert_consistent(db, reference, point)
     # The same command once more, untouched: it finishes the job.
     last = reer("run", str(items), *SEARCH, db=db, api=prefect_api)
     assert last.returncode == 0, last.stderr[-2000:]
-    print(f"{len(kills)} kills at {len(set(kills))} distinct points, {completed_early} runs with no such point left: "
-          + ", ".join(kills))  # shown by `pytest -rP`
+    print(
+        f"{len(kills)} kills at {len(set(kills))} distinct points, {completed_early} runs with no such point left: "
+        + ", ".join(kills)
+    )  # shown by `pytest -rP`
     assert len(kills) >= 20, kills
     assert len(set(kills)) >= 12  # every stage: sourcing, preparing, each model call, writes, checks, export
 
     # Zero lost or duplicated rows: revisions and outcomes are exactly the uninterrupted run's.
-    assert table(db, f"SELECT {REVISION_FIELDS} FROM revisions") == table(reference, f"SELECT {REVISION_FIELDS} FROM revisions")
-    assert table(db, f"SELECT {OUTCOME_FIELDS} FROM outcomes") == table(reference, f"SELECT {OUTCOME_FIELDS} FROM outcomes")
+    assert table(db, f"SELECT {REVISION_FIELDS} FROM revisions") == table(
+        reference, f"SELECT {REVISION_FIELDS} FROM revisions"
+    )
+    assert table(db, f"SELECT {OUTCOME_FIELDS} FROM outcomes") == table(
+        reference, f"SELECT {OUTCOME_FIELDS} FROM outcomes"
+    )
     assert_same_scores(db, reference)
     accepted = query(reference, "SELECT count(*) AS n FROM revisions WHERE accepted")[0]["n"]
     assert query(db, "SELECT count(*) AS n FROM revisions WHERE accepted")[0]["n"] == accepted > 0
@@ -183,8 +228,16 @@ def test_readers_writers_and_ctrl_c_during_a_run(tmp_path, items, reference, pre
     hold = tmp_path / "hold"
     hold.touch()
     # The run holds right after its first stored batch, so what follows happens mid-run for sure.
-    running = reer("run", str(items), *SEARCH, db=db, api=prefect_api, wait=False,
-                   REER_HOLD_AT="stored:1", REER_HOLD_FILE=str(hold))
+    running = reer(
+        "run",
+        str(items),
+        *SEARCH,
+        db=db,
+        api=prefect_api,
+        wait=False,
+        REER_HOLD_AT="stored:1",
+        REER_HOLD_FILE=str(hold),
+    )
     try:
         # The run published a snapshot when its search started.
         wait_for(lambda: snapshot.exists(), "snapshot", running)
@@ -221,7 +274,9 @@ def test_readers_writers_and_ctrl_c_during_a_run(tmp_path, items, reference, pre
     # The same command resumes and ends as the uninterrupted run.
     again = reer("run", str(items), *SEARCH, db=db, api=prefect_api)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert table(db, f"SELECT {REVISION_FIELDS} FROM revisions") == table(reference, f"SELECT {REVISION_FIELDS} FROM revisions")
+    assert table(db, f"SELECT {REVISION_FIELDS} FROM revisions") == table(
+        reference, f"SELECT {REVISION_FIELDS} FROM revisions"
+    )
     assert_same_scores(db, reference)
 
 
@@ -234,10 +289,24 @@ def test_a_changed_configuration_starts_new_trajectories_and_keeps_the_old(tmp_p
     assert result.returncode == 0, result.stderr[-2000:]
     runs = query(db, "SELECT run_id, config_hash FROM runs ORDER BY started_at")
     assert len(runs) == 2 and runs[0]["config_hash"] != runs[1]["config_hash"]
-    old = {r["trajectory_id"] for r in query(db, f"SELECT trajectory_id FROM trajectories WHERE run_id = '{runs[0]['run_id']}'")}
-    new = {r["trajectory_id"] for r in query(db, f"SELECT trajectory_id FROM trajectories WHERE run_id = '{runs[1]['run_id']}'")}
+    old = {
+        r["trajectory_id"]
+        for r in query(db, f"SELECT trajectory_id FROM trajectories WHERE run_id = '{runs[0]['run_id']}'")
+    }
+    new = {
+        r["trajectory_id"]
+        for r in query(db, f"SELECT trajectory_id FROM trajectories WHERE run_id = '{runs[1]['run_id']}'")
+    }
     assert len(new) == 2 and not old & new
-    assert query(db, "SELECT DISTINCT start FROM trajectories WHERE run_id = '{}'".format(runs[1]["run_id"])) == [{"start": "new"}]
+    assert query(db, "SELECT DISTINCT start FROM trajectories WHERE run_id = '{}'".format(runs[1]["run_id"])) == [
+        {"start": "new"}
+    ]
     # The old trajectories are untouched: every revision of theirs is still there as it was.
-    assert table(db, f"SELECT {REVISION_FIELDS} FROM revisions WHERE trajectory_id IN (SELECT trajectory_id FROM trajectories WHERE run_id = '{runs[0]['run_id']}')") == before
+    assert (
+        table(
+            db,
+            f"SELECT {REVISION_FIELDS} FROM revisions WHERE trajectory_id IN (SELECT trajectory_id FROM trajectories WHERE run_id = '{runs[0]['run_id']}')",
+        )
+        == before
+    )
     assert query(db, "SELECT count(*) AS n FROM outcomes")[0]["n"] == 4

@@ -9,8 +9,10 @@ from tests.conftest import HOME, shared_file
 
 pytestmark = [pytest.mark.model, pytest.mark.prefect]
 
-EXCERPT = ("The lighthouse keeper climbed the hundred steps every evening, counting them aloud as his father had.\n\n"
-           "On the night of the storm he lost count at sixty and sat down on the cold iron, listening to the sea.")
+EXCERPT = (
+    "The lighthouse keeper climbed the hundred steps every evening, counting them aloud as his father had.\n\n"
+    "On the night of the storm he lost count at sixty and sat down on the cold iron, listening to the sea."
+)
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +21,12 @@ def ingested(tmp_path_factory, fp32_model):
 
     tmp = tmp_path_factory.mktemp("ingest")
     (tmp / "excerpt.txt").write_text(EXCERPT, encoding="utf-8")
-    inputs = [str(shared_file("eqbench_creative_writing_prompts.json")), str(shared_file("longbench_write.jsonl")),
-              str(tmp / "excerpt.txt"), str(tmp / "missing.jsonl")]
+    inputs = [
+        str(shared_file("eqbench_creative_writing_prompts.json")),
+        str(shared_file("longbench_write.jsonl")),
+        str(tmp / "excerpt.txt"),
+        str(tmp / "missing.jsonl"),
+    ]
     options = {"db": str(tmp / "reer.duckdb"), "dtype": "float32", "home": str(HOME)}
     first = ingest(inputs=inputs, options=options)
     second = ingest(inputs=inputs, options=options)
@@ -41,9 +47,12 @@ def test_every_record_lands_in_examples_or_rejects(ingested):
     first, _, options, _ = ingested
     assert first["examples"] == 20 and first["loaded"] == 20 and first["rejected"] == 121
     per_file = {(r["source"].rsplit("/", 1)[-1], r["status"], r["reason"]): r["n"] for r in first["sources"]}
-    assert per_file == {("eqbench_creative_writing_prompts.json", "loaded", ""): 19, ("excerpt.txt", "loaded", ""): 1,
-                        ("longbench_write.jsonl", "rejected", "no_reference"): 120,
-                        ("missing.jsonl", "rejected", "missing_file"): 1}
+    assert per_file == {
+        ("eqbench_creative_writing_prompts.json", "loaded", ""): 19,
+        ("excerpt.txt", "loaded", ""): 1,
+        ("longbench_write.jsonl", "rejected", "no_reference"): 120,
+        ("missing.jsonl", "rejected", "missing_file"): 1,
+    }
     (run,) = rows(options["db"], f"SELECT * FROM run_overview WHERE run_id = '{first['run_id']}'")
     assert run["flow_name"] == "ingest" and run["status"] == "completed"
 

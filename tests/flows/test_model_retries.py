@@ -39,8 +39,15 @@ def run_with(generator, tmp_path, fp32_model, monkeypatch, retries: int):
     from reer.flows import synthesize as module
 
     monkeypatch.setattr(module, "load_models", lambda settings: (generator, fp32_model))
-    options = {"db": str(tmp_path / "reer.duckdb"), "out": str(tmp_path / "out"), "home": str(HOME),
-               "dtype": "float32", "model_retries": retries, "retry_backoff_seconds": 0.2, "search": SEARCH}
+    options = {
+        "db": str(tmp_path / "reer.duckdb"),
+        "out": str(tmp_path / "out"),
+        "home": str(HOME),
+        "dtype": "float32",
+        "model_retries": retries,
+        "retry_backoff_seconds": 0.2,
+        "search": SEARCH,
+    }
     return module.synthesize(inputs=[str(short_eqbench_items(tmp_path))], options=options), options["db"]
 
 
@@ -60,7 +67,13 @@ def test_a_model_that_stops_answering_once_is_retried_and_counted(tmp_path, fp32
     assert [json.loads(r["detail"]) for r in retries] == [{"attempt": 2, "task": "search_examples"}]
     assert rows(db, "SELECT status FROM run_overview") == [{"status": "completed"}]
     # The retry went on from the stored steps: nothing stored twice, no step half stored.
-    assert rows(db, f"SELECT trajectory_id, step FROM revisions WHERE kind = 'candidate' GROUP BY ALL HAVING count(*) <> {K}") == []
+    assert (
+        rows(
+            db,
+            f"SELECT trajectory_id, step FROM revisions WHERE kind = 'candidate' GROUP BY ALL HAVING count(*) <> {K}",
+        )
+        == []
+    )
     assert rows(db, "SELECT count(*) AS n FROM outcomes")[0]["n"] == 2
     assert generator.calls >= 3  # z(0), the failed call, its retry
 

@@ -18,7 +18,12 @@ def test_source_labels_say_what_a_run_reads():
 
 def test_tags_name_source_model_and_config():
     assert run_tags("pairs.jsonl", "/models/Qwen3-8B", "SmolLM2-135M-Instruct", "abc123") == [
-        "reer", "source:pairs.jsonl", "model:Qwen3-8B", "scorer:SmolLM2-135M-Instruct", "config:abc123"]
+        "reer",
+        "source:pairs.jsonl",
+        "model:Qwen3-8B",
+        "scorer:SmolLM2-135M-Instruct",
+        "config:abc123",
+    ]
     assert run_tags("sample", "m", "m") == ["reer", "source:sample", "model:m"]
 
 
@@ -26,7 +31,10 @@ def test_input_patterns_expand_and_plain_paths_stay(tmp_path):
     for name in ("b.jsonl", "a.jsonl", "notes.txt"):
         (tmp_path / name).write_text("{}\n")
     assert expand_inputs([str(tmp_path / "*.jsonl"), str(tmp_path / "missing.csv"), str(tmp_path / "none-*.csv")]) == [
-        tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "missing.csv"]
+        tmp_path / "a.jsonl",
+        tmp_path / "b.jsonl",
+        tmp_path / "missing.csv",
+    ]
 
 
 def test_every_deployment_in_prefect_yaml_names_a_flow_a_pool_and_a_cron():

@@ -28,8 +28,13 @@ def finished_run(tmp_path_factory, fp32_model):
     good = short_eqbench_items(tmp)
     bad = tmp / "bad.jsonl"
     bad.write_bytes(b'{"query": "oops",\n{"query": "no reference"}\n{"query": "empty", "reference": ""}\n')
-    options = {"db": str(tmp / "reer.duckdb"), "out": str(tmp / "out"), "dtype": "float32", "home": str(HOME),
-               "search": SEARCH}
+    options = {
+        "db": str(tmp / "reer.duckdb"),
+        "out": str(tmp / "out"),
+        "dtype": "float32",
+        "home": str(HOME),
+        "search": SEARCH,
+    }
     summary = synthesize(inputs=[str(good), str(bad)], options=options)
     con = duckdb.connect(options["db"], read_only=True)
     yield summary, con, good
@@ -81,14 +86,19 @@ def test_every_revision_is_stored_with_its_score(finished_run):
 
 def test_stored_scores_equal_a_full_forward_recomputation(finished_run, fp32_model):
     _, con, _ = finished_run
-    scored = rows(con, """
+    scored = rows(
+        con,
+        """
         SELECT v.thinking, v.score, v.nll, v.scored_tokens, x.query, x.reference
         FROM revisions v JOIN trajectories t USING (trajectory_id, run_id) JOIN examples x USING (example_id)
-        WHERE v.score IS NOT NULL ORDER BY v.step LIMIT 4""")
+        WHERE v.score IS NOT NULL ORDER BY v.step LIMIT 4""",
+    )
     assert scored
     for r in scored:
         split = split_reference(r["reference"])
-        context = fp32_model.encode(scoring_context(fp32_model.render_chat([("user", r["query"])]), r["thinking"], split))
+        context = fp32_model.encode(
+            scoring_context(fp32_model.render_chat([("user", r["query"])]), r["thinking"], split)
+        )
         target = fp32_model.encode(split.target)
         with torch.inference_mode():
             logits = fp32_model.model(torch.tensor([context + target])).logits[0].float()
@@ -105,7 +115,9 @@ def test_stored_scores_equal_a_full_forward_recomputation(finished_run, fp32_mod
 def test_lineage_returns_the_whole_chain(finished_run):
     _, con, good = finished_run
     for o in rows(con, "SELECT * FROM outcomes WHERE status = 'completed'"):
-        chain = rows(con, "SELECT * FROM lineage WHERE trajectory_id = ? ORDER BY depth, export_format", o["trajectory_id"])
+        chain = rows(
+            con, "SELECT * FROM lineage WHERE trajectory_id = ? ORDER BY depth, export_format", o["trajectory_id"]
+        )
         revisions = {r["revision_id"] for r in chain}
         assert chain[0]["revision_id"] == o["final_revision_id"]
         assert chain[-1]["kind"] == "initial" and chain[-1]["parent_id"] is None
@@ -121,7 +133,7 @@ def test_exports_hold_the_final_thinking(finished_run):
     table = pl.read_parquet(summary["exported"]["table"]).to_dicts()
     finals = {r["revision_id"]: r["thinking"] for r in rows(con, "SELECT revision_id, thinking FROM revisions")}
     assert table and all(finals[e["revision_id"]] == e["thinking"] for e in table)
-    chats = [json.loads(line)["messages"] for line in open(summary["exported"]["jsonl"])]
+    chats = [json.loads(line)["messages"] for line in Path(summary["exported"]["jsonl"]).read_text().splitlines()]
     passing = [e for e in table if e["passed"]]
     assert [c[1]["content"] for c in chats] == [solution_text(e["thinking"], e["answer"]) for e in passing]
 
@@ -132,7 +144,6 @@ def test_the_run_is_validated_with_data_docs(finished_run):
     assert names == {s.name for s in check_specs(QualityConfig())}
     assert summary["pass_rates"] and Path(summary["data_docs"]).exists()
     assert summary["passed"] == rows(con, "SELECT count(*) AS n FROM passed_trajectories")[0]["n"]
-
 
 
 def test_the_run_writes_its_report_names_its_flow_run_and_leaves_artifacts(finished_run):
@@ -147,12 +158,15 @@ def test_the_run_writes_its_report_names_its_flow_run_and_leaves_artifacts(finis
     (run,) = rows(con, "SELECT flow_run_id, config_hash FROM runs")
     with get_client(sync_client=True) as client:  # the temporary API keeps its database in PREFECT_HOME
         flow_run = client.read_flow_run(run["flow_run_id"])
-        keys = {a.key for a in client.read_artifacts(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))}
+        keys = {
+            a.key for a in client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))
+        }
     assert flow_run.name == f"synthesize-eqbench_short.jsonl+1-{run['config_hash'][:8]}"
     assert {"source:eqbench_short.jsonl+1", "model:SmolLM2-135M-Instruct", f"config:{run['config_hash']}"} <= set(
-        flow_run.tags)
+        flow_run.tags
+    )
     assert {"reer-run-items", "reer-run-summary", "reer-run-report"} <= keys
+
 
 def test_a_second_run_skips_finished_trajectories(finished_run, tmp_path):
     from reer.flows.synthesize import synthesize
@@ -160,8 +174,10 @@ def test_a_second_run_skips_finished_trajectories(finished_run, tmp_path):
     summary, con, good = finished_run
     completed = len(rows(con, "SELECT * FROM outcomes"))  # finished either way: completed or rejected
     con.close()  # this process may not hold a read-only and a read-write connection at once
-    again = synthesize(inputs=[str(good)], options={"db": summary["db"], "out": str(tmp_path), "dtype": "float32",
-                                                    "home": str(HOME), "search": SEARCH})
+    again = synthesize(
+        inputs=[str(good)],
+        options={"db": summary["db"], "out": str(tmp_path), "dtype": "float32", "home": str(HOME), "search": SEARCH},
+    )
     # The rerun covers the same two trajectories and finds them finished: no model work, same figures.
     assert again["skipped_done"] == completed == 2 and again["items"] == 2
     assert again["revisions"] == 0 and again["completed_here"] == 0

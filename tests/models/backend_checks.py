@@ -18,9 +18,17 @@ def score_cases(model) -> list[ScoreRequest]:
     head = model.render_chat([("user", "Write two lines about rain on a tin roof.")])
     thinking = "<think>\nI want the sound first, then the feeling of being dry inside.\n\n"
     return [
-        ScoreRequest(head + thinking + "Maybe a child listening.\n</think>\n<answer>\nRain on tin.\n\n", "It drums me to sleep."),
-        ScoreRequest(head + thinking + "Or an old man who counts the drops.\n</think>\n<answer>\nRain on tin.\n\n", "It drums me to sleep."),
-        ScoreRequest(head + thinking + "Short.\n</think>\n<answer>\nRain on tin.\n\n", "A longer target: it drums, and drums, and I sleep."),
+        ScoreRequest(
+            head + thinking + "Maybe a child listening.\n</think>\n<answer>\nRain on tin.\n\n", "It drums me to sleep."
+        ),
+        ScoreRequest(
+            head + thinking + "Or an old man who counts the drops.\n</think>\n<answer>\nRain on tin.\n\n",
+            "It drums me to sleep.",
+        ),
+        ScoreRequest(
+            head + thinking + "Short.\n</think>\n<answer>\nRain on tin.\n\n",
+            "A longer target: it drums, and drums, and I sleep.",
+        ),
         ScoreRequest("Completely different context", " with its own target"),
     ]
 
@@ -49,16 +57,28 @@ def assert_generation_behaves(model) -> None:
     assert all(0 < g.tokens <= 12 and g.finish_reason in {"eos", "length"} for g in alone + both[0])
     assert any(g.finish_reason == "length" for g in alone + both[0])
     assert model.stats.generated_tokens - before == sum(g.tokens for g in alone + both[0] + both[1])
-    counting = GenerationRequest(messages=(("user", "Count from one to ten in words, separated by commas."),),
-                                 prefill="one, two,", temperature=0.0, max_new_tokens=40, stop=("five",))
+    counting = GenerationRequest(
+        messages=(("user", "Count from one to ten in words, separated by commas."),),
+        prefill="one, two,",
+        temperature=0.0,
+        max_new_tokens=40,
+        stop=("five",),
+    )
     (cut,) = model.generate([counting])[0]
     assert cut.finish_reason == "stop" and "five" not in cut.text and "four" in cut.text
 
 
 def run_options(tmp, **backends) -> dict:
     """synthesize() options for a small fp32 run in `tmp` with the given backend settings."""
-    return {"db": str(tmp / "reer.duckdb"), "out": str(tmp / "out"), "dtype": "float32", "home": str(HOME),
-            "search": SEARCH, "model_retries": 0, **backends}
+    return {
+        "db": str(tmp / "reer.duckdb"),
+        "out": str(tmp / "out"),
+        "dtype": "float32",
+        "home": str(HOME),
+        "search": SEARCH,
+        "model_retries": 0,
+        **backends,
+    }
 
 
 def rows(con, sql: str, *params) -> list[dict]:
@@ -89,10 +109,13 @@ def assert_every_revision_stored(db: str, reference) -> None:
             assert all((c["status"] == "scored") == (c["score"] is not None) for c in candidates)
             assert o["final_score"] <= o["initial_score"]
             assert min(r["score"] for r in mine if r["accepted"]) == pytest.approx(o["final_score"])
-        scored = rows(con, """
+        scored = rows(
+            con,
+            """
             SELECT v.thinking, v.score, x.query, x.reference
             FROM revisions v JOIN trajectories t USING (trajectory_id, run_id) JOIN examples x USING (example_id)
-            WHERE v.score IS NOT NULL ORDER BY v.step LIMIT 3""")
+            WHERE v.score IS NOT NULL ORDER BY v.step LIMIT 3""",
+        )
     finally:
         con.close()
     assert scored

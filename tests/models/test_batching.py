@@ -51,5 +51,7 @@ def test_similar_length_runs_pad_little_and_keep_order():
     for r in runs:  # the promise: padding within the slack, size within the budget
         widest = max(lengths[i] for i in r)
         assert widest * len(r) <= max(8192, widest) and widest * len(r) <= 1.125 * sum(lengths[i] for i in r)
-    assert [list(r) for r in similar_length_runs([100] * 100, budget=1000)] == [list(range(k, k + 10)) for k in range(0, 100, 10)]
+    assert [list(r) for r in similar_length_runs([100] * 100, budget=1000)] == [
+        list(range(k, k + 10)) for k in range(0, 100, 10)
+    ]
     assert similar_length_runs([]) == []

@@ -80,7 +80,11 @@ class ScriptedServer:
 
 
 def prompt_logprobs_answer(ids: list[int]) -> dict:
-    return {"choices": [{"index": 0, "text": "", "prompt_logprobs": [None] + [{str(t): {"logprob": -1.0}} for t in ids[1:]]}]}
+    return {
+        "choices": [
+            {"index": 0, "text": "", "prompt_logprobs": [None] + [{str(t): {"logprob": -1.0}} for t in ids[1:]]}
+        ]
+    }
 
 
 def test_5xx_answers_are_retried_with_backoff_then_succeed():
@@ -196,8 +200,13 @@ class VanishingProxy:
                         self.close_connection = True
                         self.connection.shutdown(socket.SHUT_RDWR)
                         return
-                answer = httpx.request(method, upstream + self.path, content=body,
-                                       headers={"Content-Type": "application/json"}, timeout=600)
+                answer = httpx.request(
+                    method,
+                    upstream + self.path,
+                    content=body,
+                    headers={"Content-Type": "application/json"},
+                    timeout=600,
+                )
                 self.send_response(answer.status_code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(answer.content)))
@@ -230,18 +239,23 @@ class VanishingProxy:
 @needs_server
 def test_a_server_that_goes_away_mid_run_fails_the_run_clearly_and_loses_nothing(real_url, fp32_model, tmp_path):
     from reer.flows.synthesize import synthesize
-    from reer.models.loading import load_model, role_options
+    from reer.models.loading import load_model
     from reer.settings import Settings
 
     items = short_eqbench_items(tmp_path)
     # Sourcing, the first thinking and its scores go through; the candidates' generation meets a dead server.
     proxy = VanishingProxy(real_url)
-    options = run_options(tmp_path, backend="served", generator_url=proxy.url, scorer_url=proxy.url,
-                          served={"retries": 2, "backoff_seconds": 0.05, "timeout_seconds": 60})
+    options = run_options(
+        tmp_path,
+        backend="served",
+        generator_url=proxy.url,
+        scorer_url=proxy.url,
+        served={"retries": 2, "backoff_seconds": 0.05, "timeout_seconds": 60},
+    )
     with pytest.raises(ModelUnavailable) as raised:
         synthesize(inputs=[str(items)], options=options)
     assert "\n" not in str(raised.value) and proxy.url in str(raised.value) and proxy.forwarded > 0
-    backend = load_model(Settings(**options).generator_model, **role_options(Settings(**options), "generator"))
+    backend = load_model(Settings(**options).model_spec("generator"))
     assert backend.stats.extra["retries"] >= 2 and backend.stats.extra["failed_requests"] >= 1
     con = duckdb.connect(options["db"], read_only=True)
     (run,) = rows(con, "SELECT * FROM run_overview")

@@ -24,9 +24,17 @@ def test_prefix_shared_batched_scores_equal_a_full_recompute(fp32_model, forward
     head = fp32_model.render_chat([("user", "Write two lines about rain on a tin roof.")])
     thinking = "<think>\nI want the sound first, then the feeling of being dry inside.\n\n"
     requests = [
-        ScoreRequest(head + thinking + "Maybe a child listening.\n</think>\n<answer>\nRain on tin.\n\n", "It drums me to sleep."),
-        ScoreRequest(head + thinking + "Or an old man who counts the drops, slower.\n</think>\n<answer>\nRain on tin.\n\n", "It drums me to sleep."),
-        ScoreRequest(head + thinking + "Short.\n</think>\n<answer>\nRain on tin.\n\n", "A longer target: it drums, and drums, and I sleep."),
+        ScoreRequest(
+            head + thinking + "Maybe a child listening.\n</think>\n<answer>\nRain on tin.\n\n", "It drums me to sleep."
+        ),
+        ScoreRequest(
+            head + thinking + "Or an old man who counts the drops, slower.\n</think>\n<answer>\nRain on tin.\n\n",
+            "It drums me to sleep.",
+        ),
+        ScoreRequest(
+            head + thinking + "Short.\n</think>\n<answer>\nRain on tin.\n\n",
+            "A longer target: it drums, and drums, and I sleep.",
+        ),
         ScoreRequest("Completely different context", " with its own target"),
     ]
     before = fp32_model.stats.computed_tokens  # the model is shared by the session: count this call only
@@ -42,7 +50,9 @@ def test_prefix_shared_batched_scores_equal_a_full_recompute(fp32_model, forward
 
 def test_samples_depend_on_their_seed_not_on_their_batch(fp32_model):
     ask = GenerationRequest(messages=(("user", "Name a colour."),), n=2, max_new_tokens=12, seed=11, temperature=0.8)
-    other = GenerationRequest(messages=(("user", "Describe a long walk by the sea at night."),), n=3, max_new_tokens=12, seed=3)
+    other = GenerationRequest(
+        messages=(("user", "Describe a long walk by the sea at night."),), n=3, max_new_tokens=12, seed=3
+    )
     alone = fp32_model.generate([ask])[0]
     together = fp32_model.generate([other, ask])[1]
     assert [g.text for g in alone] == [g.text for g in together]
@@ -52,7 +62,10 @@ def test_samples_depend_on_their_seed_not_on_their_batch(fp32_model):
 def test_generation_stops_at_a_stop_string_and_cuts_it(fp32_model):
     request = GenerationRequest(
         messages=(("user", "Count from one to ten in words, separated by commas."),),
-        prefill="one, two,", temperature=0.0, max_new_tokens=40, stop=("five",),
+        prefill="one, two,",
+        temperature=0.0,
+        max_new_tokens=40,
+        stop=("five",),
     )
     (g,) = fp32_model.generate([request])[0]
     assert g.finish_reason == "stop" and "five" not in g.text and "four" in g.text

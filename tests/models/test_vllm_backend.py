@@ -37,11 +37,11 @@ ENGINE = {"backend": "vllm", "vllm": {"enforce_eager": True}}
 @pytest.fixture(scope="module")
 def vllm_model():
     """The engine the search run below gets too: load_model caches it under the same arguments."""
-    from reer.models.loading import load_model, role_options
+    from reer.models.loading import load_model
     from reer.settings import Settings
 
     settings = Settings(**run_options(HOME, **ENGINE))
-    model = load_model(settings.scorer_model, **role_options(settings, "scorer"))
+    model = load_model(settings.model_spec("scorer"))
     yield model
     model.close()
 

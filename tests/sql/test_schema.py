@@ -24,8 +24,20 @@ def test_an_old_checks_table_gains_the_new_columns(tmp_path):
     con.close()
     for _ in range(2):  # opening twice must be as good as once
         store = Store(path)
-        store.write("checks", [{"run_id": "new", "example_id": "e", "validation_id": "v", "suite": "examples",
-                                "check_name": "query_duplicate", "passed": False, "observed": 1.0}])
+        store.write(
+            "checks",
+            [
+                {
+                    "run_id": "new",
+                    "example_id": "e",
+                    "validation_id": "v",
+                    "suite": "examples",
+                    "check_name": "query_duplicate",
+                    "passed": False,
+                    "observed": 1.0,
+                }
+            ],
+        )
         rows = store.query("SELECT run_id, trajectory_id, example_id FROM checks ORDER BY check_id").rows()
         store.close()
     assert rows == [("old", "t", None), ("new", None, "e"), ("new", None, "e")]
@@ -34,7 +46,9 @@ def test_an_old_checks_table_gains_the_new_columns(tmp_path):
 def test_unvalidated_rows_stay_out_of_the_verdict_views(tmp_path):
     store = Store(tmp_path / "s.duckdb")
     try:
-        store.write("checks", [{"run_id": "r", "trajectory_id": "t", "suite": "basic", "check_name": "x", "passed": True}])
+        store.write(
+            "checks", [{"run_id": "r", "trajectory_id": "t", "suite": "basic", "check_name": "x", "passed": True}]
+        )
         assert store.query("SELECT count(*) AS n FROM latest_checks")["n"][0] == 0
     finally:
         store.close()

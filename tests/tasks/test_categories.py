@@ -16,7 +16,14 @@ from reer.tasks.records import Example
 def test_the_taxonomy_has_25_categories_in_groups_with_disjoint_names():
     taxonomy = load_taxonomy()
     assert len(taxonomy.categories) == 25 and len({c.category for c in taxonomy.categories}) == 25
-    assert {c.group for c in taxonomy.categories} == {"creative", "personal", "academic", "journalism", "functional", "education"}
+    assert {c.group for c in taxonomy.categories} == {
+        "creative",
+        "personal",
+        "academic",
+        "journalism",
+        "functional",
+        "education",
+    }
     owners: dict[str, str] = {}
     for c in taxonomy.categories:
         for name in {alias_key(n) for n in (c.category, c.label, *c.aliases)}:
@@ -32,15 +39,18 @@ def test_the_store_seeds_the_same_taxonomy(tmp_path):
     assert stored == sorted((c.category, c.label) for c in load_taxonomy().categories)
 
 
-@pytest.mark.parametrize("given, expected", [
-    ("story_writing", ("story", "story_writing", "mapped")),
-    ("Roleplaying-Writing", ("roleplay", "Roleplaying-Writing", "mapped")),
-    ("A Poem", ("poem", "A Poem", "mapped")),
-    ("新闻报道", ("news_report", "新闻报道", "mapped")),
-    ("keyword_writing", ("keyword_writing", "keyword_writing", "given")),  # not a genre: kept as given
-    ("  ", (None, None, None)),
-    (None, (None, None, None)),
-])
+@pytest.mark.parametrize(
+    "given, expected",
+    [
+        ("story_writing", ("story", "story_writing", "mapped")),
+        ("Roleplaying-Writing", ("roleplay", "Roleplaying-Writing", "mapped")),
+        ("A Poem", ("poem", "A Poem", "mapped")),
+        ("新闻报道", ("news_report", "新闻报道", "mapped")),
+        ("keyword_writing", ("keyword_writing", "keyword_writing", "given")),  # not a genre: kept as given
+        ("  ", (None, None, None)),
+        (None, (None, None, None)),
+    ],
+)
 def test_a_given_category_maps_onto_the_taxonomy_or_is_kept(given, expected):
     assert given_category(given, load_taxonomy()) == expected
 
@@ -60,15 +70,25 @@ def example(query: str, text: str) -> Example:
 
 
 UNAMBIGUOUS = [
-    ("poem", "", "Roses bloom along the wall,\nsoft and red in morning light;\n"
-                 "I hear the distant blackbird call\nand wait for you to come tonight."),
+    (
+        "poem",
+        "",
+        "Roses bloom along the wall,\nsoft and red in morning light;\n"
+        "I hear the distant blackbird call\nand wait for you to come tonight.",
+    ),
     ("poem", "", "床前明月光，疑是地上霜。\n举头望明月，低头思故乡。"),
-    ("argumentative_essay", "Write an argumentative essay on whether homework should be banned.",
-     "Homework should not be banned. Although critics argue that it causes stress, research shows that "
-     "moderate homework improves academic achievement. Furthermore, it teaches students responsibility."),
-    ("story", "Write a short story about a dragon.",
-     "Once upon a time, in a kingdom far away, a small dragon named Ember lived in a cave above the village. "
-     "Every night she watched the lights below and wished she had a friend."),
+    (
+        "argumentative_essay",
+        "Write an argumentative essay on whether homework should be banned.",
+        "Homework should not be banned. Although critics argue that it causes stress, research shows that "
+        "moderate homework improves academic achievement. Furthermore, it teaches students responsibility.",
+    ),
+    (
+        "story",
+        "Write a short story about a dragon.",
+        "Once upon a time, in a kingdom far away, a small dragon named Ember lived in a cave above the village. "
+        "Every night she watched the lights below and wished she had a friend.",
+    ),
 ]
 
 
@@ -97,5 +117,7 @@ def test_label_scores_are_total_log_probabilities(fp32_model):
 
     taxonomy = load_taxonomy()
     scores = label_scores(fp32_model, "", "A poem.", taxonomy)
-    (single,) = fp32_model.score([ScoreRequest(classifier_context(fp32_model, "", "A poem."), " " + taxonomy.categories[0].label)])
+    (single,) = fp32_model.score(
+        [ScoreRequest(classifier_context(fp32_model, "", "A poem."), " " + taxonomy.categories[0].label)]
+    )
     assert scores[0] == pytest.approx(sum(single), abs=1e-4) and all(s < 0 for s in scores)

@@ -6,8 +6,10 @@ import pytest
 
 from reer.tasks.dedup import MinHasher, estimated_jaccard, find_duplicates, jaccard, normalized, shingles, text_units
 
-BASE = ("the keeper climbs the iron stairs at midnight and wipes the salt from the glass before "
-        "she writes one last line in the logbook for whoever comes after her in the spring")
+BASE = (
+    "the keeper climbs the iron stairs at midnight and wipes the salt from the glass before "
+    "she writes one last line in the logbook for whoever comes after her in the spring"
+)
 
 
 def test_units_are_words_and_single_cjk_characters():

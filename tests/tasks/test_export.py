@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -12,19 +13,26 @@ from reer.tasks.export import NotValidated, solution_text, write_export
 from reer.tasks.quality import QualityConfig, validate
 from tests.tasks.crafted import CLEAN, fill_store
 
-THIRD = {**CLEAN["a"], "trajectory_id": "traj-c", "example_id": "ex-c",
-         "query": "Write a haiku about the first frost on a garden gate, for a child to read aloud.",
-         "answer": "White breath on the latch,\nthe gate creaks a little slower.\n\nThe frost has come in.",
-         "thinking": "Okay, so the request is a haiku for a child. Hmm, maybe the gate itself should be the "
-                     "one who notices the cold.\n\nI keep the words small and let the last line arrive quietly, "
-                     "with the frost as a visitor rather than a threat."}
+THIRD = {
+    **CLEAN["a"],
+    "trajectory_id": "traj-c",
+    "example_id": "ex-c",
+    "query": "Write a haiku about the first frost on a garden gate, for a child to read aloud.",
+    "answer": "White breath on the latch,\nthe gate creaks a little slower.\n\nThe frost has come in.",
+    "thinking": "Okay, so the request is a haiku for a child. Hmm, maybe the gate itself should be the "
+    "one who notices the cold.\n\nI keep the words small and let the last line arrive quietly, "
+    "with the frost as a visitor rather than a threat.",
+}
 FAILING = {**CLEAN["b"], "initial_finish_reason": "length"}  # cut by the token limit: fails thinking_closed
 
 
 @pytest.fixture()
 def exported(tmp_path):
-    store = fill_store(tmp_path / "x.duckdb", [CLEAN["a"], FAILING, THIRD],
-                       categories={"ex-a": "fiction", "ex-b": "fiction", "ex-c": "poetry"})
+    store = fill_store(
+        tmp_path / "x.duckdb",
+        [CLEAN["a"], FAILING, THIRD],
+        categories={"ex-a": "fiction", "ex-b": "fiction", "ex-c": "poetry"},
+    )
     validate(store, "run-1", QualityConfig(), tmp_path / "out" / "run-1" / "data_docs")
     written = write_export(store, "run-1", tmp_path / "out")
     yield store, written, tmp_path
@@ -44,14 +52,18 @@ def stored(store, fmt: str) -> list[dict]:
     return store.query(
         "SELECT e.row_index, e.revision_id, e.trajectory_id, e.example_id, v.thinking, x.query, x.reference "
         "FROM exports e JOIN revisions v USING (revision_id) JOIN examples x USING (example_id) "
-        "WHERE e.format = $fmt ORDER BY e.row_index", fmt=fmt).to_dicts()
+        "WHERE e.format = $fmt ORDER BY e.row_index",
+        fmt=fmt,
+    ).to_dicts()
 
 
 def test_the_training_parquet_holds_the_passing_rows_in_deepwriting_layout(exported):
     store, written, tmp = exported
     data = load(written.paths()["parquet"], "parquet", tmp / "hf")
     assert data.num_rows == written.train_rows == 2
-    assert {"prompt", "solution", "category", "source", "final_score", "trajectory_id", "revision_id"} <= set(data.column_names)
+    assert {"prompt", "solution", "category", "source", "final_score", "trajectory_id", "revision_id"} <= set(
+        data.column_names
+    )
     rows = stored(store, "parquet")
     assert [r["row_index"] for r in rows] == list(range(2))
     for record, row in zip(data, rows):
@@ -89,17 +101,22 @@ def card_table(card: str, heading: str) -> list[list[str]]:
 
 def test_the_card_numbers_equal_the_sql_counts(exported):
     store, written, _ = exported
-    card = open(written.paths()["card"], encoding="utf-8").read()
+    card = Path(written.paths()["card"]).read_text(encoding="utf-8")
     categories = store.query(
         "SELECT coalesce(x.category, '(none)') AS category, count(*) AS completed, "
         "count(*) FILTER (WHERE p.trajectory_id IS NOT NULL) AS passed "
         "FROM outcomes o JOIN trajectories t USING (trajectory_id, run_id) JOIN examples x USING (example_id) "
-        "LEFT JOIN passed_trajectories p USING (trajectory_id, run_id) WHERE o.status = 'completed' GROUP BY ALL")
+        "LEFT JOIN passed_trajectories p USING (trajectory_id, run_id) WHERE o.status = 'completed' GROUP BY ALL"
+    )
     expected = {r[0]: [str(r[1]), str(r[2])] for r in categories.rows()}
-    assert {r[0]: r[1:] for r in card_table(card, "Trajectories per category")} == expected == {
-        "fiction": ["2", "1"], "poetry": ["1", "1"]}
+    assert (
+        {r[0]: r[1:] for r in card_table(card, "Trajectories per category")}
+        == expected
+        == {"fiction": ["2", "1"], "poetry": ["1", "1"]}
+    )
     checks = store.query(
-        "SELECT check_name, count(*) AS n, count(*) FILTER (WHERE passed) AS ok FROM checks GROUP BY ALL")
+        "SELECT check_name, count(*) AS n, count(*) FILTER (WHERE passed) AS ok FROM checks GROUP BY ALL"
+    )
     in_card = {r[1]: (r[3], r[4], r[5]) for r in card_table(card, "Checks")}
     assert {k: v[:2] for k, v in in_card.items()} == {name: (str(n), str(ok)) for name, n, ok in checks.rows()}
     assert in_card["thinking_closed"][2] == f"{2 / 3:.4f}"
@@ -118,7 +135,7 @@ def test_every_exported_row_is_recorded(exported):
     store, written, _ = exported
     counts = dict(store.query("SELECT format, count(*) FROM exports GROUP BY ALL").rows())
     assert counts == {"parquet": 2, "jsonl": 2, "table": 3}
-    lines = open(written.paths()["jsonl"], encoding="utf-8").read().splitlines()
+    lines = Path(written.paths()["jsonl"]).read_text(encoding="utf-8").splitlines()
     assert len(lines) == 2 and all("messages" in json.loads(line) for line in lines)
 
 
@@ -137,7 +154,7 @@ def test_a_run_with_nothing_to_check_exports_empty_files_and_says_so(tmp_path):
         result = validate(store, "run-1", QualityConfig(), tmp_path / "out" / "run-1" / "data_docs")
         written = write_export(store, "run-1", tmp_path / "out")
         assert result.trajectories == 0 and written.train_rows == written.full_rows == 0
-        card = open(written.paths()["card"], encoding="utf-8").read()
+        card = Path(written.paths()["card"]).read_text(encoding="utf-8")
         assert "No trajectory passed every check" in card
         assert store.query("SELECT count(*) AS n FROM validations")["n"][0] == 1
     finally:

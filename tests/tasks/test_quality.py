@@ -46,7 +46,10 @@ def test_ngram_repetition_reads_chinese_by_character():
 
 
 def test_longest_shared_span_finds_the_longest_run():
-    assert longest_shared_span("I might say the quick brown fox here", "The quick brown fox jumps") == (4, "the quick brown fox")
+    assert longest_shared_span("I might say the quick brown fox here", "The quick brown fox jumps") == (
+        4,
+        "the quick brown fox",
+    )
     assert longest_shared_span("nothing alike", "entirely different") == (0, "")
     assert longest_shared_span("", "anything") == (0, "")
 
@@ -224,8 +227,16 @@ def test_a_near_duplicate_query_fails_with_its_similarity():
 def test_gx_verdicts_match_the_bounds_on_many_rows():
     rows = []
     for i in range(30):
-        rows.append({**CLEAN["a"], "trajectory_id": f"t{i}", "example_id": f"e{i}", "thinking_tokens": 60 + 10 * i,
-                     "thinking": f"Trajectory number {i}. " + THINKING_B, "final_score": 0.9 - i * 0.01})
+        rows.append(
+            {
+                **CLEAN["a"],
+                "trajectory_id": f"t{i}",
+                "example_id": f"e{i}",
+                "thinking_tokens": 60 + 10 * i,
+                "thinking": f"Trajectory number {i}. " + THINKING_B,
+                "final_score": 0.9 - i * 0.01,
+            }
+        )
     tables = output_tables(rows, CFG)
     verdicts = judge(tables, CFG)
     specs = {s.name: s for s in check_specs(CFG)}

@@ -20,11 +20,11 @@ def split(records):
 def test_csv_rows_with_quoted_newlines_ragged_rows_and_bad_bytes(tmp_path):
     path = tmp_path / "pairs.csv"
     path.write_bytes(
-        b'query,reference\n'
+        b"query,reference\n"
         b'"Write a note.","First line\nsecond line"\n'
-        b'only one field\n'
+        b"only one field\n"
         b'"caf\xe9 latin-1",x\n'
-        b'\n'
+        b"\n"
         b'"Write a poem.","Roses"\n'
     )
     raws, rejects = split(read_raw(path))
@@ -53,8 +53,9 @@ def test_parquet_rows_and_a_damaged_file(tmp_path):
 def test_a_folder_saved_by_datasets_dataset_and_dataset_dict(tmp_path):
     datasets = pytest.importorskip("datasets")
     datasets.Dataset.from_list([PAIR, PAIR]).save_to_disk(str(tmp_path / "one"))
-    datasets.DatasetDict({"train": datasets.Dataset.from_list([PAIR]), "test": datasets.Dataset.from_list([PAIR])}
-                         ).save_to_disk(str(tmp_path / "two"))
+    datasets.DatasetDict(
+        {"train": datasets.Dataset.from_list([PAIR]), "test": datasets.Dataset.from_list([PAIR])}
+    ).save_to_disk(str(tmp_path / "two"))
     assert [r.where for r in read_raw(tmp_path / "one")] == ["row 0", "row 1"]
     assert [r.where for r in read_raw(tmp_path / "two")] == ["train row 0", "test row 0"]
     assert next(iter(read_raw(tmp_path / "one"))).data == PAIR

@@ -17,8 +17,10 @@ PLOTS = ("plot-score-per-step", "plot-relative-improvement", "plot-acceptance-by
 @pytest.fixture
 def store(tmp_path):
     store = fill_store(tmp_path / "reer.duckdb", list(CLEAN.values()))
-    store.write("rejects", [{"run_id": "run-1", "stage": "sourcing", "reason": "malformed_json",
-                             "detail": "line 3: malformed JSON"}])
+    store.write(
+        "rejects",
+        [{"run_id": "run-1", "stage": "sourcing", "reason": "malformed_json", "detail": "line 3: malformed JSON"}],
+    )
     yield store
     store.close()
 
@@ -43,8 +45,9 @@ def test_the_report_rows_come_from_sql(store):
     improvement = {r["trajectory_id"]: r["relative_improvement"] for r in data.items}
     assert improvement["traj-a"] == pytest.approx((0.9 - 0.7) / 0.9)
     assert [(r["step"], r["best_score"]) for r in data.steps if r["trajectory_id"] == "traj-b"] == [(0, 0.8), (1, 0.6)]
-    assert data.segments == [{"segment_index": 0, "steps": 2, "accepted_steps": 2, "candidates": 2, "unparsable": 0,
-                              "acceptance_rate": 1.0}]
+    assert data.segments == [
+        {"segment_index": 0, "steps": 2, "accepted_steps": 2, "candidates": 2, "unparsable": 0, "acceptance_rate": 1.0}
+    ]
     assert data.throughput[-1]["finished_total"] == 2
     assert [(r["reason"], r["n"]) for r in data.rejects] == [("malformed_json", 1)]
 
@@ -57,13 +60,26 @@ def test_an_unknown_run_is_a_lookup_error_and_latest_finds_the_run(store, tmp_pa
 
 def test_the_items_table_and_markdown_summary(store, tmp_path):
     rows = items_table(store.query, "run-1")
-    assert {r["trajectory_id"]: (r["initial_score"], r["final_score"], r["steps"], r["accepted_edits"], r["status"])
-            for r in rows} == {"traj-a": (0.9, 0.7, 2, 1, "completed"), "traj-b": (0.8, 0.6, 2, 1, "completed")}
+    assert {
+        r["trajectory_id"]: (r["initial_score"], r["final_score"], r["steps"], r["accepted_edits"], r["status"])
+        for r in rows
+    } == {"traj-a": (0.9, 0.7, 2, 1, "completed"), "traj-b": (0.8, 0.6, 2, 1, "completed")}
     report = tmp_path / "report.html"
-    markdown = summary_markdown({"run_id": "run-1", "items": 2, "completed": 2, "wall_seconds": 12.5,
-                                 "items_per_hour": 576.0, "passed": 1, "pass_rates": {"trajectories.ends_sentence": 0.5},
-                                 "rejects_by_reason": [{"stage": "sourcing", "reason": "malformed_json", "n": 1}],
-                                 "report": str(report), "data_docs": None, "exported": {}})
+    markdown = summary_markdown(
+        {
+            "run_id": "run-1",
+            "items": 2,
+            "completed": 2,
+            "wall_seconds": 12.5,
+            "items_per_hour": 576.0,
+            "passed": 1,
+            "pass_rates": {"trajectories.ends_sentence": 0.5},
+            "rejects_by_reason": [{"stage": "sourcing", "reason": "malformed_json", "n": 1}],
+            "report": str(report),
+            "data_docs": None,
+            "exported": {},
+        }
+    )
     assert "| sourcing | malformed_json | 1 |" in markdown
     assert "| trajectories.ends_sentence | 50.0% |" in markdown
     assert "| items per hour | 576.0000 |" in markdown

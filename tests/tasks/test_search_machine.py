@@ -4,7 +4,7 @@ The real model runs the same machine in tests/flows/test_synthesize.py.
 """
 
 from reer.models.base import Generation, ModelStats
-from reer.tasks.context import REFINE_OPEN
+from reer.tasks.prompts import REFINE_OPEN
 from reer.tasks.scoring import split_reference
 from reer.tasks.search import (
     GenerationNeed,
@@ -17,9 +17,11 @@ from reer.tasks.search import (
     drive,
 )
 
-PARAS = ["First I picture who reads this and why they asked for it, and what they hope to feel." * 2,
-         "Then the middle needs one concrete image that carries the whole idea from start to end." * 2,
-         "Finally the ending should turn back to the opening image so the piece closes its circle." * 2]
+PARAS = [
+    "First I picture who reads this and why they asked for it, and what they hope to feel." * 2,
+    "Then the middle needs one concrete image that carries the whole idea from start to end." * 2,
+    "Finally the ending should turn back to the opening image so the piece closes its circle." * 2,
+]
 REFERENCE = "R" * 150 + "\n\n" + "S" * 150
 
 
@@ -57,7 +59,9 @@ class ScriptedModel:
 def make_search(config=None, trajectory="t1"):
     model = ScriptedModel(lambda seed, i: Generation(f" GOOD rewrite {seed}-{i} " + "x" * 40, "stop", 20))
     item = SearchItem(trajectory, "e1", "Write something.", split_reference(REFERENCE), REFERENCE, "en", 5)
-    return ItemSearch(item, config or SearchConfig(min_thinking_tokens=10), "U:Write something.\nA:", model.count_tokens), model
+    return ItemSearch(
+        item, config or SearchConfig(min_thinking_tokens=10), "U:Write something.\nA:", model.count_tokens
+    ), model
 
 
 def run(search, model):
@@ -117,7 +121,8 @@ def test_unfinished_thinking_is_trimmed_or_rejected_as_configured():
         search, model = make_search(SearchConfig(min_thinking_tokens=10, on_unfinished=policy))
         model.generate = lambda requests, m=model: [
             [Generation(" " + "\n\n".join(PARAS) + "\n\nand then I was about to", "length", 384)]
-            if r.prefill.startswith("<think>") else [Generation(" GOOD " + "y" * 40, "stop", 9)] * r.n
+            if r.prefill.startswith("<think>")
+            else [Generation(" GOOD " + "y" * 40, "stop", 9)] * r.n
             for r in requests
         ]
         records = run(search, model)
@@ -157,7 +162,7 @@ def test_a_search_resumed_after_any_round_ends_as_an_uninterrupted_one():
         stored: list = []
         calls = {"n": 0}
 
-        def sink(records, stored=stored, calls=calls):
+        def sink(records, stored=stored, calls=calls, rounds=rounds):
             if calls["n"] < rounds:  # the rounds before the crash reached the store
                 stored.extend(records)
             calls["n"] += 1
@@ -168,14 +173,27 @@ def test_a_search_resumed_after_any_round_ends_as_an_uninterrupted_one():
         if any(isinstance(r, OutcomeRecord) for r in stored):
             continue
         fresh, model = make_search()
-        resumed, records = ItemSearch.resume(fresh.item, fresh.config, fresh.query_prompt, fresh.count_tokens,
-                                             [r for r in stored if isinstance(r, RevisionRecord)])
+        resumed, records = ItemSearch.resume(
+            fresh.item,
+            fresh.config,
+            fresh.query_prompt,
+            fresh.count_tokens,
+            [r for r in stored if isinstance(r, RevisionRecord)],
+        )
         rest: list = list(records)
         drive([resumed], model, model, rest.extend)
         combined = stored + rest
-        key = lambda r: (type(r).__name__, getattr(r, "step", 0), getattr(r, "candidate_index", None) or 0)
-        assert [(type(r).__name__, getattr(r, "revision_id", None), getattr(r, "score", None), getattr(r, "thinking", None)) for r in sorted(combined, key=key)] == \
-               [(type(r).__name__, getattr(r, "revision_id", None), getattr(r, "score", None), getattr(r, "thinking", None)) for r in sorted(uninterrupted, key=key)]
+
+        def key(r):
+            return (type(r).__name__, getattr(r, "step", 0), getattr(r, "candidate_index", None) or 0)
+
+        assert [
+            (type(r).__name__, getattr(r, "revision_id", None), getattr(r, "score", None), getattr(r, "thinking", None))
+            for r in sorted(combined, key=key)
+        ] == [
+            (type(r).__name__, getattr(r, "revision_id", None), getattr(r, "score", None), getattr(r, "thinking", None))
+            for r in sorted(uninterrupted, key=key)
+        ]
     assert rounds > 3
 
 
@@ -190,8 +208,8 @@ def test_a_rewrite_that_repeats_its_segment_is_kept_as_unchanged_and_not_scored(
                 if r.prefill.startswith("<think>"):
                     out.append([Generation(" " + "\n\n".join(PARAS), "stop", 120)])
                 else:  # the model writes the segment it was asked to rewrite, word for word
-                    segment, opening = search.segments[search.step - 1], r.prefill[len(REFINE_OPEN):]
-                    out.append([Generation(segment[len(opening):], "stop", 20) for _ in range(r.n)])
+                    segment, opening = search.segments[search.step - 1], r.prefill[len(REFINE_OPEN) :]
+                    out.append([Generation(segment[len(opening) :], "stop", 20) for _ in range(r.n)])
             return out
 
         def score(self, requests):

@@ -58,7 +58,12 @@ THINKING AFTER IT:
 {after}
 
 Compare paragraph {number} with the finished piece. What does it miss about the reader, the content, the shape or the wording that the piece actually ends up using? Rewrite paragraph {number} so that it leads more naturally to the finished piece. Keep its opening words and the way it links to the thinking around it, stay in the first person, keep a natural second thought where one fits, and do not copy sentences from the piece. Write only the new paragraph {number}, between <refined> and </refined>.""",
-    openers=("Okay, so the request is", "Alright, I need to write", "Let me see. The user wants", "Right, this one asks for"),
+    openers=(
+        "Okay, so the request is",
+        "Alright, I need to write",
+        "Let me see. The user wants",
+        "Right, this one asks for",
+    ),
     cues=('"Hmm, maybe..."', '"Wait, that feels..."', '"Let me think..."', '"But then again..."', '"Or perhaps..."'),
     kept_words=4,
 )

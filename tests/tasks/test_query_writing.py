@@ -1,12 +1,14 @@
 import pytest
 
 from reer.tasks.categories import load_taxonomy
-from reer.tasks.queries import QUERY_PROMPT_VERSION, finish_query, query_request, rounded_length, write_queries
+from reer.tasks.query_writing import QUERY_PROMPT_VERSION, finish_query, query_request, rounded_length, write_queries
 from reer.tasks.records import Example
 
-STORY = ("Marta started her shift at two, when the street outside the bakery was empty. She lit the ovens and "
-         "slit open the first sack of flour of the week.\n\nInside it she found a note folded into a small square. "
-         "It was written in pencil: whoever bakes with this, I hope your bread rises. My father grew this wheat.")
+STORY = (
+    "Marta started her shift at two, when the street outside the bakery was empty. She lit the ovens and "
+    "slit open the first sack of flour of the week.\n\nInside it she found a note folded into a small square. "
+    "It was written in pencil: whoever bakes with this, I hope your bread rises. My father grew this wheat."
+)
 
 
 def text_example(text: str, language: str = "en", category: str | None = "story") -> Example:
@@ -42,14 +44,17 @@ def test_the_model_writes_a_request_for_a_text(fp32_model):
     assert again.query == written.query  # greedy: the same text gets the same request
 
 
-@pytest.mark.parametrize("subject, language, ok", [
-    ("the sea at night", "en", True),
-    ("a one-sentence writing request", "en", False),
-    ("the topic of the topic of the topic of the topic", "en", False),
-    ("it", "en", False),
-    ("春天", "zh", True),
-])
+@pytest.mark.parametrize(
+    "subject, language, ok",
+    [
+        ("the sea at night", "en", True),
+        ("a one-sentence writing request", "en", False),
+        ("the topic of the topic of the topic of the topic", "en", False),
+        ("it", "en", False),
+        ("春天", "zh", True),
+    ],
+)
 def test_names_a_subject(subject, language, ok):
-    from reer.tasks.queries import names_a_subject
+    from reer.tasks.query_writing import names_a_subject
 
     assert names_a_subject(subject, language) is ok

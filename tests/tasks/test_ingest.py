@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from reer.store import Store
+from reer.tasks.ingest import Example, Rejected, check_lengths, example_id, ingest_files, normalize_text, read_source
 from reer.tasks.mappings import describe, field_pairs, parse_overrides
-from reer.tasks.sourcing import Example, Rejected, check_lengths, example_id, ingest_files, normalize_text, read_source
 from tests.conftest import shared_file
 
 GOOD = {"query": "Write a note.", "reference": "A" * 120 + "\n\n" + "B" * 120}
@@ -22,15 +22,18 @@ def write_lines(path, lines):
 
 
 def test_every_bad_record_is_rejected_with_its_reason_and_good_ones_load(tmp_path):
-    path = write_lines(tmp_path / "mixed.jsonl", [
-        json.dumps(GOOD).encode(),
-        b'{"query": "broken", ',
-        json.dumps({"query": "no answer here"}).encode(),
-        json.dumps({"query": "empty", "reference": "   "}).encode(),
-        b'{"query": "latin-1 \xe9", "reference": "x"}',
-        json.dumps(["not", "an", "object"]).encode(),
-        json.dumps({"prompt": "alias fields", "response": "C" * 130 + "\n\n" + "D" * 120}).encode(),
-    ])
+    path = write_lines(
+        tmp_path / "mixed.jsonl",
+        [
+            json.dumps(GOOD).encode(),
+            b'{"query": "broken", ',
+            json.dumps({"query": "no answer here"}).encode(),
+            json.dumps({"query": "empty", "reference": "   "}).encode(),
+            b'{"query": "latin-1 \xe9", "reference": "x"}',
+            json.dumps(["not", "an", "object"]).encode(),
+            json.dumps({"prompt": "alias fields", "response": "C" * 130 + "\n\n" + "D" * 120}).encode(),
+        ],
+    )
     records = list(read_source(path))
     reasons = [(r.source_record, r.reason) for r in records if isinstance(r, Rejected)]
     assert reasons == [
@@ -76,13 +79,19 @@ def test_normalize_text():
 
 # -- declared sources, the real data, every kind of bad record, idempotent ingest ---------------
 
-SHARED = ["eqbench_creative_writing_prompts.json", "hellobench_heuristic_text_generation.jsonl",
-          "hellobench_heuristic_text_generation_claude35_responses.jsonl", "longbench_write.jsonl"]
+SHARED = [
+    "eqbench_creative_writing_prompts.json",
+    "hellobench_heuristic_text_generation.jsonl",
+    "hellobench_heuristic_text_generation_claude35_responses.jsonl",
+    "longbench_write.jsonl",
+]
 
 
 def by_file(store, run_id):
     """{file name: {status or 'rejected:reason': count}} from source_records."""
-    rows = store.query("SELECT source, status, reason, count(*) AS n FROM source_records WHERE run_id = $r GROUP BY ALL", r=run_id)
+    rows = store.query(
+        "SELECT source, status, reason, count(*) AS n FROM source_records WHERE run_id = $r GROUP BY ALL", r=run_id
+    )
     counts: dict = {}
     for r in rows.to_dicts():
         key = f"rejected:{r['reason']}" if r["status"] == "rejected" else r["status"]
@@ -124,10 +133,19 @@ def test_hellobench_join_brings_reference_and_category_by_id(tmp_path):
         assert e.example_id == from_answers[key].example_id  # one pair, whichever file it is read from
     e = from_queries["heuristic_text_generation_000"]
     assert e.reference.startswith("Title: The Case for Allowing Dogs") and e.query.startswith("You should write")
-    assert (e.category, e.category_given, e.category_source) == ("argumentative_essay", "argumentative_writing", "mapped")
+    assert (e.category, e.category_given, e.category_source) == (
+        "argumentative_essay",
+        "argumentative_writing",
+        "mapped",
+    )
     kept = Counter((x.category, x.category_source) for x in from_queries.values())
-    assert kept == {("argumentative_essay", "mapped"): 23, ("story", "mapped"): 25, ("screenplay", "mapped"): 25,
-                    ("roleplay", "mapped"): 25, ("keyword_writing", "given"): 25}
+    assert kept == {
+        ("argumentative_essay", "mapped"): 23,
+        ("story", "mapped"): 25,
+        ("screenplay", "mapped"): 25,
+        ("roleplay", "mapped"): 25,
+        ("keyword_writing", "given"): 25,
+    }
 
 
 def test_hellobench_files_alone(tmp_path):
@@ -149,21 +167,30 @@ def test_longbench_is_rejected_with_a_clear_reason_not_a_crash():
 
 def test_hand_made_files_with_every_kind_of_bad_record(tmp_path):
     bad = tmp_path / "bad.jsonl"
-    bad.write_bytes(b"\n".join([
-        json.dumps(GOOD).encode(),                                              # 1 good
-        b'{"query": "broken", ',                                                # 2 malformed JSON
-        json.dumps({"reference": GOOD["reference"]}).encode(),                  # 3 no query
-        json.dumps({"query": "no answer"}).encode(),                            # 4 no reference
-        json.dumps({"query": "  ", "reference": GOOD["reference"]}).encode(),   # 5 empty query
-        json.dumps({"query": "q", "reference": "\u200b \n "}).encode(),         # 6 reference of invisible characters
-        json.dumps({"query": "q", "reference": 42}).encode(),                   # 7 not text
-        b'{"query": "latin-1 \xe9", "reference": "x"}',                         # 8 bad encoding
-        json.dumps("just a string").encode(),                                   # 9 not an object
-        json.dumps({"query": "Напишите рассказ о маяке и его смотрителе.", "reference": "Маяк стоял на скале."}).encode(),  # 10
-        json.dumps({"query": "Write a long one.", "reference": "word " * 500 + "\n\n" + "end " * 200}).encode(),  # 11 too long
-    ]) + b"\n")
+    bad.write_bytes(
+        b"\n".join(
+            [
+                json.dumps(GOOD).encode(),  # 1 good
+                b'{"query": "broken", ',  # 2 malformed JSON
+                json.dumps({"reference": GOOD["reference"]}).encode(),  # 3 no query
+                json.dumps({"query": "no answer"}).encode(),  # 4 no reference
+                json.dumps({"query": "  ", "reference": GOOD["reference"]}).encode(),  # 5 empty query
+                json.dumps({"query": "q", "reference": "\u200b \n "}).encode(),  # 6 reference of invisible characters
+                json.dumps({"query": "q", "reference": 42}).encode(),  # 7 not text
+                b'{"query": "latin-1 \xe9", "reference": "x"}',  # 8 bad encoding
+                json.dumps("just a string").encode(),  # 9 not an object
+                json.dumps(
+                    {"query": "Напишите рассказ о маяке и его смотрителе.", "reference": "Маяк стоял на скале."}
+                ).encode(),  # 10
+                json.dumps(
+                    {"query": "Write a long one.", "reference": "word " * 500 + "\n\n" + "end " * 200}
+                ).encode(),  # 11 too long
+            ]
+        )
+        + b"\n"
+    )
     ragged = tmp_path / "ragged.csv"
-    ragged.write_text("query,reference\n\"Write a note.\",\"fine\"\nonly-one-field\n", encoding="utf-8")
+    ragged.write_text('query,reference\n"Write a note.","fine"\nonly-one-field\n', encoding="utf-8")
     table = tmp_path / "numbers.parquet"
     pq.write_table(pa.table({"query": ["Write a note."], "reference": [None]}), table)
     (tmp_path / "empty.jsonl").write_text("")
@@ -203,8 +230,10 @@ def test_each_reject_prints_one_line_naming_file_record_and_reason(tmp_path, cap
     ingest_files(store, "run-1", [path, tmp_path / "nope.csv"])
     store.close()
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines == [f"skipped {path} line 1: malformed JSON (Expecting property name enclosed in double quotes at column 21)",
-                     f"skipped {tmp_path / 'nope.csv'} (file): the file does not exist"]
+    assert lines == [
+        f"skipped {path} line 1: malformed JSON (Expecting property name enclosed in double quotes at column 21)",
+        f"skipped {tmp_path / 'nope.csv'} (file): the file does not exist",
+    ]
 
 
 def test_ingesting_the_same_input_twice_adds_nothing(tmp_path):
@@ -229,13 +258,20 @@ def test_limit_leaves_the_rest_counted_for_later(tmp_path):
 
 
 def test_user_mapping_overrides_the_aliases(tmp_path):
-    path = write_lines(tmp_path / "odd.jsonl", [json.dumps({"ask": "Write a note.", "text": GOOD["reference"],
-                                                             "kind": "Poetry", "uid": 7}).encode()])
+    path = write_lines(
+        tmp_path / "odd.jsonl",
+        [json.dumps({"ask": "Write a note.", "text": GOOD["reference"], "kind": "Poetry", "uid": 7}).encode()],
+    )
     (rejected,) = read_source(path)
     assert rejected.reason == "missing_query"
     mapping = parse_overrides(field_pairs(["query=ask", "reference=text", "category=kind"]))
     (example,) = read_source(path, mapping)
-    assert (example.query, example.category, example.category_source, example.source_id) == ("Write a note.", "poem", "mapped", "7")
+    assert (example.query, example.category, example.category_source, example.source_id) == (
+        "Write a note.",
+        "poem",
+        "mapped",
+        "7",
+    )
     assert "query=ask" in describe(mapping)
     texts_only = parse_overrides({"query": "", "reference": "text"})
     (text,) = read_source(path, texts_only)
@@ -271,20 +307,51 @@ def test_length_is_measured_in_scorer_tokens_with_room_for_a_query():
 
 
 def test_pending_examples_are_those_without_a_completed_trajectory_under_this_configuration(tmp_path):
+    from reer.tasks.ingest import select_pending
     from reer.tasks.search import SearchConfig
-    from reer.tasks.sourcing import select_pending
 
     store = Store(tmp_path / "reer.duckdb")
     ingest_files(store, "run-1", [shared_file(SHARED[0])])
     ids = store.query("SELECT example_id FROM examples ORDER BY example_id")["example_id"].to_list()
     config = SearchConfig()
-    store.write("trajectories", [{"trajectory_id": f"t{i}", "run_id": "run-2", "example_id": ids[i],
-                                  "config_hash": config.fingerprint(), "prompt_version": "p1",
-                                  "generator_model": "g", "scorer_model": "s"} for i in range(3)])
-    store.write("outcomes", [{"trajectory_id": "t0", "run_id": "run-2", "status": "completed", "reason": "below_tau", "steps": 0,
-                              "accepted_edits": 0, "segments": 2},
-                             {"trajectory_id": "t1", "run_id": "run-2", "status": "rejected", "reason": "too_short", "steps": 0,
-                              "accepted_edits": 0, "segments": 1}])
+    store.write(
+        "trajectories",
+        [
+            {
+                "trajectory_id": f"t{i}",
+                "run_id": "run-2",
+                "example_id": ids[i],
+                "config_hash": config.fingerprint(),
+                "prompt_version": "p1",
+                "generator_model": "g",
+                "scorer_model": "s",
+            }
+            for i in range(3)
+        ],
+    )
+    store.write(
+        "outcomes",
+        [
+            {
+                "trajectory_id": "t0",
+                "run_id": "run-2",
+                "status": "completed",
+                "reason": "below_tau",
+                "steps": 0,
+                "accepted_edits": 0,
+                "segments": 2,
+            },
+            {
+                "trajectory_id": "t1",
+                "run_id": "run-2",
+                "status": "rejected",
+                "reason": "too_short",
+                "steps": 0,
+                "accepted_edits": 0,
+                "segments": 1,
+            },
+        ],
+    )
     pending = select_pending.fn(store, config, "p1", "g", "s")
     assert len(pending.examples) == 18 and ids[0] not in {e.example_id for e in pending.examples}
     assert len(select_pending.fn(store, config, "p2", "g", "s").examples) == 19  # another prompt version: all pending
@@ -295,8 +362,13 @@ def test_pending_examples_are_those_without_a_completed_trajectory_under_this_co
 @pytest.mark.model
 def test_a_reference_too_long_for_the_scorer_is_rejected_in_its_tokens(tmp_path, fp32_model):
     long_reference = "\n\n".join(["The sea was grey and the wind was cold. " * 40] * 40)  # about 16,000 tokens
-    path = write_lines(tmp_path / "long.jsonl", [json.dumps({"query": "Write about the sea.", "reference": long_reference}).encode(),
-                                                 json.dumps(GOOD).encode()])
+    path = write_lines(
+        tmp_path / "long.jsonl",
+        [
+            json.dumps({"query": "Write about the sea.", "reference": long_reference}).encode(),
+            json.dumps(GOOD).encode(),
+        ],
+    )
     store = Store(tmp_path / "reer.duckdb")
     loaded = ingest_files(store, "run-1", [path], scorer=fp32_model, reserve=448, categorize=False)
     (reject,) = store.query("SELECT source_record, reason, detail FROM rejects").to_dicts()

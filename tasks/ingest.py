@@ -1,4 +1,4 @@
-"""Sourcing: read records through declared mappings; every record becomes an example or a reject.
+"""Ingest: read records through declared mappings; every record becomes an example or a reject.
 
 Stages, each plain Python: read (tasks/readers.py) -> map and clean (this module, with the
 mapping from tasks/mappings.py) -> dedupe against this run and the store -> finish the new
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -31,8 +31,19 @@ from reer.tasks.mappings import (  # noqa: F401  (the field aliases are part of 
 from reer.tasks.readers import Raw, is_text_file, read_raw
 from reer.tasks.records import Example, Rejected
 
-__all__ = ["Example", "Rejected", "Loaded", "normalize_text", "example_id", "read_source", "load_examples",
-           "select_pending", "bundled_sample", "plan_ingest", "finish_examples"]
+__all__ = [
+    "Example",
+    "Rejected",
+    "Ingested",
+    "normalize_text",
+    "example_id",
+    "read_source",
+    "ingest_examples",
+    "select_pending",
+    "bundled_sample",
+    "plan_ingest",
+    "finish_examples",
+]
 
 QUERY_ROOM = 64  # tokens kept free for a query the generator still has to write
 
@@ -92,13 +103,17 @@ def load_join(path: Path, join: Join) -> JoinIndex:
     sibling = join.sibling(path)
     if sibling == path or not sibling.exists():
         return JoinIndex(join, sibling, None)
-    rows = {str(r.data[join.on]): r.data for r in read_raw(sibling)
-            if isinstance(r, Raw) and isinstance(r.data, dict) and join.on in r.data}
+    rows = {
+        str(r.data[join.on]): r.data
+        for r in read_raw(sibling)
+        if isinstance(r, Raw) and isinstance(r.data, dict) and join.on in r.data
+    }
     return JoinIndex(join, sibling, rows)
 
 
-def to_example(raw: Raw, source: str, mapping: SourceMapping, taxonomy: Taxonomy,
-               joined: JoinIndex | None = None) -> Example | Rejected:
+def to_example(
+    raw: Raw, source: str, mapping: SourceMapping, taxonomy: Taxonomy, joined: JoinIndex | None = None
+) -> Example | Rejected:
     """Map one parsed record onto an Example, or say precisely why not."""
     where, payload, record = raw.where, raw.payload, raw.data
 
@@ -107,8 +122,12 @@ def to_example(raw: Raw, source: str, mapping: SourceMapping, taxonomy: Taxonomy
 
     if not isinstance(record, dict):
         return reject("not_an_object", f"expected a JSON object, got {type(record).__name__}")
-    values = {"query": _pick(record, mapping.query), "reference": _pick(record, mapping.reference),
-              "category": _pick(record, mapping.category), "id": _pick(record, mapping.id)}
+    values = {
+        "query": _pick(record, mapping.query),
+        "reference": _pick(record, mapping.reference),
+        "category": _pick(record, mapping.category),
+        "id": _pick(record, mapping.id),
+    }
     missing_partner = ""
     if joined is not None:
         partner, missing_partner = joined.partner(record)
@@ -131,19 +150,29 @@ def to_example(raw: Raw, source: str, mapping: SourceMapping, taxonomy: Taxonomy
         return reject(*problem)
     language = script_language(query or reference)
     if language is None:
-        return reject("unsupported_language",
-                      "the text is mostly in a script other than Latin or Chinese; reer's prompts are English and Chinese")
+        return reject(
+            "unsupported_language",
+            "the text is mostly in a script other than Latin or Chinese; reer's prompts are English and Chinese",
+        )
     category, category_given, how = given_category(values["category"], taxonomy)
     source_id = values["id"] if values["id"] is not None else raw.key
     return Example(
-        example_id=example_id(query, reference), query=query, reference=reference, source=source,
-        source_record=where, category=category, language=language,
-        source_id=None if source_id is None else str(source_id), category_given=category_given, category_source=how,
+        example_id=example_id(query, reference),
+        query=query,
+        reference=reference,
+        source=source,
+        source_record=where,
+        category=category,
+        language=language,
+        source_id=None if source_id is None else str(source_id),
+        category_given=category_given,
+        category_source=how,
     )
 
 
-def read_source(path: Path, override: SourceMapping | None = None,
-                taxonomy: Taxonomy | None = None) -> Iterator[Example | Rejected]:
+def read_source(
+    path: Path, override: SourceMapping | None = None, taxonomy: Taxonomy | None = None
+) -> Iterator[Example | Rejected]:
     """Examples and rejects from one file or datasets folder; never raises for bad content."""
     path = Path(path)
     source = str(path)
@@ -179,8 +208,13 @@ class Plan:
 
 
 def _sighting(record: Example | Rejected, status: str, example: str | None = None, reason: str | None = None) -> dict:
-    return {"source": record.source, "source_record": record.source_record, "status": status,
-            "example_id": example, "reason": reason}
+    return {
+        "source": record.source,
+        "source_record": record.source_record,
+        "status": status,
+        "example_id": example,
+        "reason": reason,
+    }
 
 
 def plan_ingest(records: Iterable[Example | Rejected], known_ids: set[str], limit: int | None = None) -> Plan:
@@ -219,17 +253,29 @@ def check_lengths(examples: list[Example], scorer, budget: int) -> tuple[list[Ex
         room = budget - (QUERY_ROOM if e.needs_query else 0)
         tokens, over = too_long(e.query, e.reference, scorer.count_tokens, room)
         if over:
-            rejected.append(_reject_example(e, "too_long", f"query and reference take {tokens} scorer tokens; "
-                                            f"{room} fit beside the thinking in a {scorer.context_window}-token context"))
+            rejected.append(
+                _reject_example(
+                    e,
+                    "too_long",
+                    f"query and reference take {tokens} scorer tokens; "
+                    f"{room} fit beside the thinking in a {scorer.context_window}-token context",
+                )
+            )
         else:
             kept.append(replace(e, tokens=tokens))
     return kept, rejected
 
 
-def finish_examples(examples: list[Example], scorer=None, generator=None, budget: int | None = None,
-                    taxonomy: Taxonomy | None = None, categorize: bool = True) -> tuple[list[Example], list[Rejected]]:
+def finish_examples(
+    examples: list[Example],
+    scorer=None,
+    generator=None,
+    budget: int | None = None,
+    taxonomy: Taxonomy | None = None,
+    categorize: bool = True,
+) -> tuple[list[Example], list[Rejected]]:
     """Token limits, categories and synthesized queries for new examples; what fails is rejected."""
-    from reer.tasks.queries import write_queries
+    from reer.tasks.query_writing import write_queries
 
     taxonomy = taxonomy or load_taxonomy()
     rejected: list[Rejected] = []
@@ -241,12 +287,16 @@ def finish_examples(examples: list[Example], scorer=None, generator=None, budget
     ready = [e for e in examples if not e.needs_query]
     waiting = [e for e in examples if e.needs_query]
     if waiting and generator is None:
-        rejected += [_reject_example(e, "no_query", "a text without a request, and no generator model to write one")
-                     for e in waiting]
+        rejected += [
+            _reject_example(e, "no_query", "a text without a request, and no generator model to write one")
+            for e in waiting
+        ]
         waiting = []
     for e, written in zip(waiting, write_queries(generator, waiting, taxonomy) if waiting else []):
         if written is None:
-            rejected.append(_reject_example(e, "query_synthesis_failed", "the generator wrote no usable request for this text"))
+            rejected.append(
+                _reject_example(e, "query_synthesis_failed", "the generator wrote no usable request for this text")
+            )
         else:
             tokens = e.tokens + scorer.count_tokens(written.query) if scorer is not None and e.tokens else None
             ready.append(replace(written, tokens=tokens))
@@ -263,13 +313,10 @@ def stored_examples(store, ids: list[str]) -> dict[str, Example]:
     """Examples already in the store, by id."""
     if not ids:
         return {}
-    frame = store.query(f"SELECT {', '.join(EXAMPLE_FIELDS)} FROM examples WHERE list_contains($ids, example_id)", ids=ids)
+    frame = store.query(
+        f"SELECT {', '.join(EXAMPLE_FIELDS)} FROM examples WHERE list_contains($ids, example_id)", ids=ids
+    )
     return {row["example_id"]: Example(**row) for row in frame.to_dicts()}
-
-
-def thinking_reserve(config) -> int:
-    """Context tokens held back for the thinking and the chat template (as the search checks it)."""
-    return config.max_initial_tokens + 64
 
 
 def _notify(rejects: list[Rejected], examples: list[Example]) -> None:
@@ -280,12 +327,14 @@ def _notify(rejects: list[Rejected], examples: list[Example]) -> None:
         notice(r.line())
     unmapped = Counter((e.source, e.category_given) for e in examples if e.category_source == "given")
     for (source, given), n in unmapped.items():
-        notice(f"note {source}: category {given!r} ({n} record{'s' if n != 1 else ''}) is not in reer's taxonomy; kept as given")
+        notice(
+            f"note {source}: category {given!r} ({n} record{'s' if n != 1 else ''}) is not in reer's taxonomy; kept as given"
+        )
 
 
 @dataclass
-class Loaded:
-    """What sourcing read: examples to search, and counts for the summary."""
+class Ingested:
+    """What a run takes in: examples to search, and counts for the summary."""
 
     examples: list[Example]
     rejected: int
@@ -293,8 +342,18 @@ class Loaded:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def ingest_files(store, run_id: str, paths: list[Path], limit: int | None = None, *, scorer=None, generator=None,
-                 override: SourceMapping | None = None, reserve: int | None = None, categorize: bool = True) -> Loaded:
+def ingest_files(
+    store,
+    run_id: str,
+    paths: list[Path],
+    limit: int | None = None,
+    *,
+    scorer=None,
+    generator=None,
+    override: SourceMapping | None = None,
+    reserve: int | None = None,
+    categorize: bool = True,
+) -> Ingested:
     """Read, dedupe, finish and store; returns the examples of these files (new and already stored)."""
     taxonomy = load_taxonomy()
     records = [r for path in paths for r in read_source(Path(path), override, taxonomy)]
@@ -313,7 +372,7 @@ def ingest_files(store, run_id: str, paths: list[Path], limit: int | None = None
     by_id = {e.example_id: e for e in finished} | known
     taken = [by_id[s["example_id"]] for s in plan.sightings if s["status"] in ("loaded", "known")]
     counts = Counter(s["status"] for s in plan.sightings)
-    return Loaded(taken, counts["rejected"], counts["duplicate"], dict(counts))
+    return Ingested(taken, counts["rejected"], counts["duplicate"], dict(counts))
 
 
 def _mark_failed(plan: Plan, failed: list[Rejected]) -> None:
@@ -326,19 +385,36 @@ def _mark_failed(plan: Plan, failed: list[Rejected]) -> None:
 
 
 @task(cache_policy=NO_CACHE)
-def load_examples(store, run_id: str, paths: list[Path], limit: int | None = None, *, scorer=None, generator=None,
-                  override: SourceMapping | None = None, reserve: int | None = None) -> Loaded:
+def ingest_examples(
+    store,
+    run_id: str,
+    paths: list[Path],
+    limit: int | None = None,
+    *,
+    scorer=None,
+    generator=None,
+    override: SourceMapping | None = None,
+    reserve: int | None = None,
+) -> Ingested:
     """Read every file; store new examples, every reject and where each record went."""
-    return ingest_files(store, run_id, paths, limit, scorer=scorer, generator=generator, override=override, reserve=reserve)
+    return ingest_files(
+        store, run_id, paths, limit, scorer=scorer, generator=generator, override=override, reserve=reserve
+    )
 
 
 @task(cache_policy=NO_CACHE)
-def select_pending(store, config, prompt_version: str, generator_model: str, scorer_model: str,
-                   limit: int | None = None) -> Loaded:
+def select_pending(
+    store, config, prompt_version: str, generator_model: str, scorer_model: str, limit: int | None = None
+) -> Ingested:
     """Stored examples with no completed trajectory under this search configuration, prompts and models."""
     from reer.sql import read_sql
 
-    frame = store.query(read_sql("queries/pending_examples"), config_hash=config.fingerprint(),
-                        prompt_version=prompt_version, generator_model=generator_model, scorer_model=scorer_model)
+    frame = store.query(
+        read_sql("queries/pending_examples"),
+        config_hash=config.fingerprint(),
+        prompt_version=prompt_version,
+        generator_model=generator_model,
+        scorer_model=scorer_model,
+    )
     rows = frame.select(EXAMPLE_FIELDS).to_dicts()[: limit if limit is not None else None]
-    return Loaded([Example(**row) for row in rows], 0, 0, {"pending": frame.height})
+    return Ingested([Example(**row) for row in rows], 0, 0, {"pending": frame.height})

@@ -1,4 +1,4 @@
-from reer.tasks.context import (
+from reer.tasks.prompts import (
     PROMPT_VERSION,
     detect_language,
     initial_messages,
@@ -16,13 +16,13 @@ def test_detects_chinese_and_english():
 
 
 def test_chinese_queries_get_chinese_prompts_and_openers():
-    (role, text), = initial_messages("写一首诗", "参考答案", "zh")
+    ((role, text),) = initial_messages("写一首诗", "参考答案", "zh")
     assert role == "user" and "写作请求" in text and "参考答案" in text
     assert any("\u4e00" <= ch <= "\u9fff" for ch in pick_opener("zh", 3))
 
 
 def test_initial_prompt_holds_query_and_reference():
-    (_, text), = initial_messages("Q-TEXT", "Y-TEXT", "en")
+    ((_, text),) = initial_messages("Q-TEXT", "Y-TEXT", "en")
     assert "Q-TEXT" in text and "Y-TEXT" in text and "</think>" in text
 
 
@@ -33,7 +33,7 @@ def test_opener_depends_only_on_seed():
 
 def test_refine_prompt_shows_refined_before_and_original_after():
     refined, original = ["R0", "R1", "R2"], ["O0", "O1", "O2"]
-    (_, text), = refine_messages("q", "y", refined, 1, original, "en")
+    ((_, text),) = refine_messages("q", "y", refined, 1, original, "en")
     assert "R0" in text and "O2" in text and "R1" in text and "O0" not in text
 
 
@@ -49,7 +49,9 @@ def test_kept_opening_words():
 
 def test_parse_refined_takes_text_closed_by_tag_or_turn_end():
     assert parse_refined("Now I", " think the ending should land softly.", "stop") == (
-        "Now I think the ending should land softly.", "ok")
+        "Now I think the ending should land softly.",
+        "ok",
+    )
     assert parse_refined("", "The reader is a child who needs a calm ending.", "eos")[0].startswith("The reader")
 
 

@@ -1,9 +1,9 @@
-"""Named crash points, so tests can prove that a crash anywhere loses nothing.
+"""Named kill points, so tests can prove that a crash anywhere loses nothing.
 
 REER_KILL_AT=point:n kills this process (SIGKILL, as a power cut would) on its n-th pass
 through `point`. REER_HOLD_AT=point:n holds it there while the file REER_HOLD_FILE exists,
 so a test can act on a run that is provably mid-way; while it holds, REER_HOLD_FILE.held
-exists. Without either, a checkpoint costs two dictionary lookups.
+exists. Without either, a kill point costs two dictionary lookups.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def _target(variable: str) -> tuple[str, int] | None:
     return (point, int(nth)) if point and nth.isdigit() else None
 
 
-def checkpoint(point: str) -> None:
+def kill_point(point: str) -> None:
     """Count a pass through `point`; die or hold there when the environment says so."""
     kill, hold = _target("REER_KILL_AT"), _target("REER_HOLD_AT")
     if point not in {kill and kill[0], hold and hold[0]}:

@@ -67,14 +67,15 @@ def query_request(example: Example, taxonomy: Taxonomy) -> GenerationRequest:
     """The generation that writes the request for `example`'s text."""
     prompt = PROMPTS[example.language]
     found = taxonomy.get(example.category or "")
-    if example.language == "zh":
-        kind = found.label_zh if found else "文章"
-    else:
-        kind = found.label if found else "a piece"
+    kind = (found.label_zh if found else "文章") if example.language == "zh" else found.label if found else "a piece"
     prefill = prompt.prefill.format(kind=kind, length=rounded_length(example.reference, example.language))
     return GenerationRequest(
         messages=(("user", prompt.user.format(text=example.reference[:TEXT_CHARS])),),
-        prefill=prefill, n=1, temperature=0.0, max_new_tokens=MAX_TOKENS, stop=prompt.stops,
+        prefill=prefill,
+        n=1,
+        temperature=0.0,
+        max_new_tokens=MAX_TOKENS,
+        stop=prompt.stops,
     )
 
 
@@ -104,6 +105,9 @@ def write_queries(model: LanguageModel, examples: list[Example], taxonomy: Taxon
     written: list[Example | None] = []
     for example, request, out in zip(examples, requests, outputs):
         query = finish_query(request.prefill, out[0].text, example.language)
-        written.append(None if query is None else replace(
-            example, query=query, query_synthesized=True, query_prompt_version=QUERY_PROMPT_VERSION))
+        written.append(
+            None
+            if query is None
+            else replace(example, query=query, query_synthesized=True, query_prompt_version=QUERY_PROMPT_VERSION)
+        )
     return written
