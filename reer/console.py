@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from rich.console import Console
 
 err = Console(stderr=True, highlight=False)
-_progress: list[Callable[[int, int], None]] = []
+
+
+@dataclass(frozen=True)
+class SearchProgress:
+    """Where a search run stands: sent after every stored batch (and once before the first)."""
+
+    items_done: int
+    items_total: int
+    steps: int  # search steps stored so far in this run: z(0)s scored plus refinement steps
+    generated_tokens: int  # by this run's generator calls so far
+    scored_tokens: int  # by this run's scorer calls so far
+    seconds: float  # since the search started
+
+
+_progress: list[Callable[[SearchProgress], None]] = []
 
 
 def notice(line: str) -> None:
@@ -15,11 +30,11 @@ def notice(line: str) -> None:
     err.print(line, markup=False, soft_wrap=True)
 
 
-def on_progress(callback: Callable[[int, int], None]) -> None:
-    """Register a callback that hears (items finished, items in total)."""
+def on_progress(callback: Callable[[SearchProgress], None]) -> None:
+    """Register a callback that hears every SearchProgress."""
     _progress.append(callback)
 
 
-def report_progress(done: int, total: int) -> None:
+def report_progress(progress: SearchProgress) -> None:
     for callback in _progress:
-        callback(done, total)
+        callback(progress)
