@@ -18,10 +18,10 @@ import torch
 
 from reer.models.base import GenerationRequest, ModelStats, ScoreRequest
 from reer.models.loading import load_model
-from reer.settings import Settings
+from reer.settings import SearchConfig, Settings
 from reer.tasks.ingest import Example, bundled_sample, read_source
 from reer.tasks.scoring import split_reference
-from reer.tasks.search import ItemSearch, SearchConfig, SearchItem, drive
+from reer.tasks.search import ItemSearch, SearchItem, drive
 
 HERE = Path(__file__).parent
 

@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from reer.store import Store
 
@@ -47,6 +48,6 @@ def mark_crashed(store: Store) -> list[str]:
     return dead
 
 
-def complete_run(store: Store, run_id: str, summary: dict) -> None:
+def complete_run(store: Store, run_id: str, summary: dict[str, Any]) -> None:
     """The run finished: its figures go with the 'completed' status."""
     store.write("run_events", [{"run_id": run_id, "status": "completed", "detail": summary}])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,21 +13,18 @@ from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 
 import reer
-from reer.flows.naming import flow_run_url, run_tags, source_label, synthesize_run_name, tag_flow_run
-from reer.flows.runs import complete_run, new_run_id, recorded_run
+from reer.flows.naming import run_tags, source_label, synthesize_run_name, tag_flow_run
+from reer.flows.publish import publish_run
+from reer.flows.runs import new_run_id, recorded_run
 from reer.kill_points import kill_point
 from reer.models.loading import load_model
 from reer.settings import Settings
-from reer.sql import read_sql
 from reer.store import Store
-from reer.tasks.artifacts import create_run_artifacts
-from reer.tasks.export import export_run
 from reer.tasks.ingest import bundled_sample, ingest_examples, select_pending
 from reer.tasks.mappings import parse_overrides
 from reer.tasks.prompts import PROMPT_VERSION
-from reer.tasks.quality import validate_run
-from reer.tasks.report import write_report
-from reer.tasks.search import prepare_searches, search_examples
+from reer.tasks.search_tasks import prepare_searches, search_examples
+from reer.tasks.summary import RunSummary, SearchWork
 
 
 def code_version() -> str:
@@ -58,7 +56,7 @@ def synthesize(
     limit: int | None = None,
     options: dict[str, Any] | Settings | None = None,
     from_store: bool = False,
-) -> dict:
+) -> RunSummary:
     """Search REER thinking for every (query, reference) pair in `inputs` (default: the bundled sample).
 
     With `from_store`, search the stored examples that have no completed trajectory under
@@ -107,53 +105,19 @@ def synthesize(
         kill_point("sourced")
         prepared = prepare_searches(store, run_id, loaded.examples, settings.search, generator, scorer)
         kill_point("prepared")
-        before = (generator.stats.__dict__.copy(), scorer.stats.__dict__.copy())
+        before = (replace(generator.stats), replace(scorer.stats))
         search = search_examples.with_options(
             retries=settings.model_retries, retry_delay_seconds=exponential_backoff(settings.retry_backoff_seconds)
         )
         search(store, run_id, prepared.searches, generator, scorer, settings.generation_rows, settings.snapshot_seconds)
-        checks = validate_run(store, run_id, settings.quality, settings.out)
-        kill_point("validated")
-        exported = export_run(store, run_id, settings.out)
-        kill_point("exported")
-        summary = summarize(store, run_id, time.perf_counter() - started, generator, scorer, before)
-        summary.update(
-            run_id=run_id,
-            db=str(settings.db),
-            exported=exported,
-            checks=checks,
-            passed=checks["passed"],
-            pass_rates=checks["pass_rates"],
-            data_docs=checks["data_docs"],
+        work = SearchWork(
+            started=started,
+            generated_tokens=generator.stats.generated_tokens - before[0].generated_tokens,
+            generation_seconds=generator.stats.generation_seconds - before[0].generation_seconds,
+            scored_tokens=scorer.stats.scored_tokens - before[1].scored_tokens,
+            scoring_seconds=scorer.stats.scoring_seconds - before[1].scoring_seconds,
             duplicates=loaded.duplicates,
             skipped_done=prepared.skipped_done,
             resumed=prepared.resumed,
         )
-        kill_point("summarized")
-        complete_run(store, run_id, summary)
-        # After 'completed' is stored, so the report shows the run as it ended.
-        summary.update(flow_run_url=flow_run_url())
-        summary["report"] = write_report(store, run_id, settings.out, summary["flow_run_url"])
-        create_run_artifacts(store.query, summary)
-        return summary
-
-
-def summarize(store: Store, run_id: str, seconds: float, generator, scorer, before) -> dict:
-    """The run's figures from SQL, plus wall time and throughput."""
-    summary = store.query(read_sql("queries/run_summary"), run_id=run_id).to_dicts()[0]
-    gen0, sc0 = before
-    gen_tokens = generator.stats.generated_tokens - gen0["generated_tokens"]
-    gen_seconds = generator.stats.generation_seconds - gen0["generation_seconds"]
-    score_seconds = scorer.stats.scoring_seconds - sc0["scoring_seconds"]
-    scored = scorer.stats.scored_tokens - sc0["scored_tokens"]
-    summary["rejects_by_reason"] = store.query(
-        "SELECT stage, reason, count(*) AS n FROM rejects WHERE run_id = $run_id GROUP BY ALL ORDER BY n DESC",
-        run_id=run_id,
-    ).to_dicts()
-    summary.update(
-        wall_seconds=round(seconds, 1),
-        items_per_hour=round(3600 * (summary["completed_here"] or 0) / seconds, 1) if seconds else None,
-        generated_tokens_per_second=round(gen_tokens / gen_seconds, 1) if gen_seconds else None,
-        scored_tokens_per_second=round(scored / score_seconds, 1) if score_seconds else None,
-    )
-    return summary
+        return publish_run(store, run_id, settings, finishing=work)

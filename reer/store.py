@@ -40,6 +40,10 @@ class StoreBusy(RuntimeError):
     """Another process holds the database for writing."""
 
 
+class UnknownColumns(ValueError):
+    """A row names a column its table does not have."""
+
+
 def _statements(script: str) -> list[str]:
     lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
@@ -90,17 +94,23 @@ class Store:
             yield con
 
     def append(self, con: Connection, name: str, rows: Iterable[Any]) -> int:
-        """Insert rows (dicts or dataclasses) once; rows whose key already exists are left as they are."""
+        """Insert rows (dicts or dataclasses) once; rows whose key already exists are left as they are.
+
+        Every key of every row must be a column of the table (UnknownColumns otherwise).
+        """
         t = self.tables[name]
         payload = []
         for row in rows:
             data = asdict(row) if is_dataclass(row) else dict(row)
-            data = {
-                k: (json.dumps(v, default=str, ensure_ascii=False) if isinstance(v, (dict, list)) else v)
-                for k, v in data.items()
-                if k in t.c
-            }
-            payload.append(data)
+            unknown = sorted(k for k in data if k not in t.c)
+            if unknown:  # a renamed field must fail here, not land as NULL
+                raise UnknownColumns(f"{name} has no column {', '.join(unknown)}")
+            payload.append(
+                {
+                    k: (json.dumps(v, default=str, ensure_ascii=False) if isinstance(v, (dict, list)) else v)
+                    for k, v in data.items()
+                }
+            )
         if not payload:
             return 0
         # A multi-row insert takes its columns from the first row: give every row the same keys.

@@ -9,6 +9,7 @@ from typing import Any
 import polars as pl
 
 from reer.sql import read_sql
+from reer.tasks.summary import RunSummary
 
 ITEMS_KEY, SUMMARY_KEY, REPORT_KEY = "reer-run-items", "reer-run-summary", "reer-run-report"
 ITEM_COLUMNS = (
@@ -39,7 +40,7 @@ def file_link(path: str | Path | None) -> str:
     return f"[{absolute.name}]({absolute.as_uri()}) `{absolute}`"
 
 
-def summary_markdown(summary: dict) -> str:
+def summary_markdown(summary: RunSummary) -> str:
     """A run's summary as markdown: figures, rejects by reason, check pass rates, throughput and links."""
 
     def fmt(value):
@@ -58,11 +59,11 @@ def summary_markdown(summary: dict) -> str:
         "revisions",
         "unparsable",
     ]
-    lines = [f"# reer run `{summary['run_id']}`", "", "| figure | value |", "|---|---|"]
-    lines += [f"| {k.replace('_', ' ')} | {fmt(summary.get(k))} |" for k in keys if k in summary]
+    lines = [f"# reer run `{summary.run_id}`", "", "| figure | value |", "|---|---|"]
+    lines += [f"| {k.replace('_', ' ')} | {fmt(getattr(summary, k))} |" for k in keys]
     lines += ["", "## Throughput", "", "| figure | value |", "|---|---|"]
     lines += [
-        f"| {name} | {fmt(summary.get(k))} |"
+        f"| {name} | {fmt(getattr(summary, k))} |"
         for name, k in (
             ("wall time (s)", "wall_seconds"),
             ("items per hour", "items_per_hour"),
@@ -70,7 +71,7 @@ def summary_markdown(summary: dict) -> str:
             ("scored tokens/s", "scored_tokens_per_second"),
         )
     ]
-    rejects = summary.get("rejects_by_reason") or []
+    rejects = summary.rejects_by_reason
     lines += ["", "## Rejects by reason", ""]
     if rejects:
         lines += ["| stage | reason | count |", "|---|---|---|"]
@@ -81,38 +82,38 @@ def summary_markdown(summary: dict) -> str:
         "",
         "## Validation",
         "",
-        f"Passed every check: {fmt(summary.get('passed'))} of {fmt(summary.get('completed'))}",
+        f"Passed every check: {fmt(summary.passed)} of {fmt(summary.completed)}",
     ]
-    if summary.get("pass_rates"):
+    if summary.pass_rates:
         lines += ["", "| check | pass rate |", "|---|---|"]
-        lines += [f"| {name} | {rate:.1%} |" for name, rate in summary["pass_rates"].items()]
-    exported = summary.get("exported") or {}
+        lines += [f"| {name} | {rate:.1%} |" for name, rate in summary.pass_rates.items()]
+    exported = summary.exported
     lines += [
         "",
         "## Links",
         "",
-        f"- Report: {file_link(summary.get('report'))}",
-        f"- Data Docs: {file_link(summary.get('data_docs'))}",
+        f"- Report: {file_link(summary.report)}",
+        f"- Data Docs: {file_link(summary.data_docs)}",
         f"- Training set: {file_link(exported.get('parquet'))}",
         f"- Dataset card: {file_link(exported.get('card'))}",
     ]
-    if summary.get("flow_run_url"):
-        lines.append(f"- Flow run: [{summary['flow_run_url']}]({summary['flow_run_url']})")
+    if summary.flow_run_url:
+        lines.append(f"- Flow run: [{summary.flow_run_url}]({summary.flow_run_url})")
     return "\n".join(lines)
 
 
-def create_run_artifacts(query: Callable[..., pl.DataFrame], summary: dict) -> None:
+def create_run_artifacts(query: Callable[..., pl.DataFrame], summary: RunSummary) -> None:
     """The per-item table, the markdown summary and a link to the HTML report, on the current flow run."""
     from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-    run_id = summary["run_id"]
+    run_id = summary.run_id
     rows = items_table(query, run_id)
     if rows:  # Prefect's table artifact needs at least one row to know its columns
         create_table_artifact(table=rows, key=ITEMS_KEY, description=f"reer run {run_id}: per-item results")
     create_markdown_artifact(markdown=summary_markdown(summary), key=SUMMARY_KEY, description=f"reer run {run_id}")
-    if summary.get("report"):
+    if summary.report:
         create_link_artifact(
-            link=Path(summary["report"]).resolve().as_uri(),
+            link=Path(summary.report).resolve().as_uri(),
             link_text=f"report of run {run_id}",
             key=REPORT_KEY,
             description=f"reer run {run_id}: HTML report",

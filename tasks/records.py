@@ -1,8 +1,8 @@
-"""The two things ingesting yields for every input record: an Example, or a Rejected with its reason."""
+"""The records reer stores: examples and rejects from ingest, revisions and outcomes from the search."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 
 @dataclass(frozen=True)
@@ -37,15 +37,64 @@ class Example:
 
 @dataclass(frozen=True)
 class Rejected:
-    """A record that could not become an example, kept with its reason."""
+    """A record or an item that went no further, kept with its reason: one row of `rejects`.
 
-    source: str
-    source_record: str
+    Ingest rejects name the source record; search rejects name the example or the trajectory.
+    """
+
+    source: str | None
+    source_record: str | None
     reason: str
     detail: str
     payload: str | None = None
     example_id: str | None = None
+    stage: str = "sourcing"  # sourcing | search
+    trajectory_id: str | None = None
 
     def line(self) -> str:
         """The one line a user sees."""
         return f"skipped {self.source} {self.source_record}: {self.detail}"
+
+    def row(self, run_id: str) -> dict:
+        """The row of `rejects`."""
+        return {**asdict(self), "run_id": run_id}
+
+
+@dataclass
+class RevisionRecord:
+    """One scored (or skipped) version of the thinking: a row of `revisions`."""
+
+    revision_id: str
+    trajectory_id: str
+    parent_id: str | None
+    kind: str  # initial | candidate
+    step: int
+    segment_index: int | None
+    candidate_index: int | None
+    segment_text: str | None
+    thinking: str
+    accepted: bool
+    status: str  # scored | rejected | unparsable | unchanged | pending
+    note: str | None = None
+    score: float | None = None
+    nll: float | None = None
+    ppl: float | None = None
+    scored_tokens: int | None = None
+    thinking_tokens: int | None = None
+    generated_tokens: int | None = None
+    finish_reason: str | None = None
+
+
+@dataclass
+class OutcomeRecord:
+    """How a trajectory's search ended: a row of `outcomes`."""
+
+    trajectory_id: str
+    status: str  # completed | rejected
+    reason: str  # below_tau | pass_complete | too_short | unfinished_thinking | single_segment
+    final_revision_id: str | None
+    initial_score: float | None
+    final_score: float | None
+    steps: int
+    accepted_edits: int
+    segments: int

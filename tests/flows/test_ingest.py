@@ -86,6 +86,6 @@ def test_a_search_can_start_from_the_store(ingested):
     _, _, options, tmp = ingested
     search = dict(max_initial_tokens=120, max_refine_tokens=48, max_steps=1, k=1, seed=3)
     summary = synthesize(limit=1, from_store=True, options={**options, "out": str(tmp / "out"), "search": search})
-    assert summary["items"] == 1 and summary["rejected_inputs"] == 0
-    (trajectory,) = rows(options["db"], f"SELECT * FROM trajectories WHERE run_id = '{summary['run_id']}'")
+    assert summary.items == 1 and summary.rejected_inputs == 0
+    (trajectory,) = rows(options["db"], f"SELECT * FROM trajectories WHERE run_id = '{summary.run_id}'")
     assert trajectory["example_id"] in {e["example_id"] for e in rows(options["db"], "SELECT example_id FROM examples")}

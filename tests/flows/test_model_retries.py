@@ -62,7 +62,7 @@ def rows(db, sql):
 def test_a_model_that_stops_answering_once_is_retried_and_counted(tmp_path, fp32_model, monkeypatch):
     generator = UnansweringGenerator(fp32_model, failing={2})  # the first refinement, after z(0) is stored
     summary, db = run_with(generator, tmp_path, fp32_model, monkeypatch, retries=2)
-    assert summary["model_retries"] == 1
+    assert summary.model_retries == 1
     retries = rows(db, "SELECT detail FROM run_events WHERE status = 'retrying'")
     assert [json.loads(r["detail"]) for r in retries] == [{"attempt": 2, "task": "search_examples"}]
     assert rows(db, "SELECT status FROM run_overview") == [{"status": "completed"}]

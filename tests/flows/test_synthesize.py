@@ -51,7 +51,7 @@ def test_run_completes_and_is_recorded(finished_run):
     summary, con, _ = finished_run
     (run,) = rows(con, "SELECT * FROM run_overview")
     assert run["status"] == "completed" and run["flow_run_id"]
-    assert summary["items"] == 2 and summary["rejected_inputs"] == 3
+    assert summary.items == 2 and summary.rejected_inputs == 3
 
 
 def test_bad_records_are_rejected_with_reasons_and_the_rest_runs(finished_run, capfd):
@@ -130,10 +130,10 @@ def test_lineage_returns_the_whole_chain(finished_run):
 
 def test_exports_hold_the_final_thinking(finished_run):
     summary, con, _ = finished_run
-    table = pl.read_parquet(summary["exported"]["table"]).to_dicts()
+    table = pl.read_parquet(summary.exported["table"]).to_dicts()
     finals = {r["revision_id"]: r["thinking"] for r in rows(con, "SELECT revision_id, thinking FROM revisions")}
     assert table and all(finals[e["revision_id"]] == e["thinking"] for e in table)
-    chats = [json.loads(line)["messages"] for line in Path(summary["exported"]["jsonl"]).read_text().splitlines()]
+    chats = [json.loads(line)["messages"] for line in Path(summary.exported["jsonl"]).read_text().splitlines()]
     passing = [e for e in table if e["passed"]]
     assert [c[1]["content"] for c in chats] == [solution_text(e["thinking"], e["answer"]) for e in passing]
 
@@ -142,8 +142,8 @@ def test_the_run_is_validated_with_data_docs(finished_run):
     summary, con, _ = finished_run
     names = {r["check_name"] for r in rows(con, "SELECT DISTINCT check_name FROM checks")}
     assert names == {s.name for s in check_specs(QualityConfig())}
-    assert summary["pass_rates"] and Path(summary["data_docs"]).exists()
-    assert summary["passed"] == rows(con, "SELECT count(*) AS n FROM passed_trajectories")[0]["n"]
+    assert summary.pass_rates and Path(summary.data_docs).exists()
+    assert summary.passed == rows(con, "SELECT count(*) AS n FROM passed_trajectories")[0]["n"]
 
 
 def test_the_run_writes_its_report_names_its_flow_run_and_leaves_artifacts(finished_run):
@@ -151,10 +151,10 @@ def test_the_run_writes_its_report_names_its_flow_run_and_leaves_artifacts(finis
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     summary, con, _ = finished_run
-    report = Path(summary["report"])
-    assert report.name == "report.html" and report.parent.name == summary["run_id"]
+    report = Path(summary.report)
+    assert report.name == "report.html" and report.parent.name == summary.run_id
     html = report.read_text(encoding="utf-8")
-    assert summary["run_id"] in html and html.count("<svg") == 4 and "malformed_json" in html
+    assert summary.run_id in html and html.count("<svg") == 4 and "malformed_json" in html
     (run,) = rows(con, "SELECT flow_run_id, config_hash FROM runs")
     with get_client(sync_client=True) as client:  # the temporary API keeps its database in PREFECT_HOME
         flow_run = client.read_flow_run(run["flow_run_id"])
@@ -176,9 +176,9 @@ def test_a_second_run_skips_finished_trajectories(finished_run, tmp_path):
     con.close()  # this process may not hold a read-only and a read-write connection at once
     again = synthesize(
         inputs=[str(good)],
-        options={"db": summary["db"], "out": str(tmp_path), "dtype": "float32", "home": str(HOME), "search": SEARCH},
+        options={"db": summary.db, "out": str(tmp_path), "dtype": "float32", "home": str(HOME), "search": SEARCH},
     )
     # The rerun covers the same two trajectories and finds them finished: no model work, same figures.
-    assert again["skipped_done"] == completed == 2 and again["items"] == 2
-    assert again["revisions"] == 0 and again["completed_here"] == 0
-    assert again["completed"] == summary["completed"] and again["mean_final_score"] == summary["mean_final_score"]
+    assert again.skipped_done == completed == 2 and again.items == 2
+    assert again.revisions == 0 and again.completed_here == 0
+    assert again.completed == summary.completed and again.mean_final_score == summary.mean_final_score

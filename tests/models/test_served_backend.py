@@ -173,7 +173,7 @@ def test_search_on_two_real_items_through_the_server_stores_every_revision(real_
 
     options = run_options(tmp_path, backend="served", generator_url=real_url, scorer_url=real_url)
     summary = synthesize(inputs=[str(short_eqbench_items(tmp_path))], options=options)
-    assert summary["items"] == 2
+    assert summary.items == 2
     assert_every_revision_stored(options["db"], fp32_model)
 
 
@@ -266,7 +266,7 @@ def test_a_server_that_goes_away_mid_run_fails_the_run_clearly_and_loses_nothing
     assert started, "the first thinking of at least one item was scored and stored before the server went away"
     # The same run against the live server resumes from what was stored and finishes.
     again = synthesize(inputs=[str(items)], options={**options, "generator_url": real_url, "scorer_url": real_url})
-    assert again["resumed"] >= 1
+    assert again.resumed >= 1
     con = duckdb.connect(options["db"], read_only=True)
     kept = {r["revision_id"] for r in rows(con, "SELECT revision_id FROM revisions")}
     outcomes = rows(con, "SELECT * FROM outcomes")

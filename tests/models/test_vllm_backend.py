@@ -60,6 +60,6 @@ def test_search_on_two_real_items_stores_every_revision(vllm_model, fp32_model, 
     options = run_options(tmp_path, **ENGINE)
     calls = vllm_model.stats.generation_calls
     summary = synthesize(inputs=[str(short_eqbench_items(tmp_path))], options=options)
-    assert summary["items"] == 2
+    assert summary.items == 2
     assert vllm_model.stats.generation_calls > calls  # the run used this engine, not a second one
     assert_every_revision_stored(options["db"], fp32_model)

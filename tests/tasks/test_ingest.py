@@ -307,8 +307,8 @@ def test_length_is_measured_in_scorer_tokens_with_room_for_a_query():
 
 
 def test_pending_examples_are_those_without_a_completed_trajectory_under_this_configuration(tmp_path):
+    from reer.settings import SearchConfig
     from reer.tasks.ingest import select_pending
-    from reer.tasks.search import SearchConfig
 
     store = Store(tmp_path / "reer.duckdb")
     ingest_files(store, "run-1", [shared_file(SHARED[0])])

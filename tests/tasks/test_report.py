@@ -8,6 +8,7 @@ import pytest
 
 from reer.tasks.artifacts import items_table, summary_markdown
 from reer.tasks.report import build_report, latest_run, report_data
+from reer.tasks.summary import RunSummary
 from reer.tasks.svg import histogram, line_chart, nice_ticks
 from tests.tasks.crafted import CLEAN, fill_store
 
@@ -66,19 +67,20 @@ def test_the_items_table_and_markdown_summary(store, tmp_path):
     } == {"traj-a": (0.9, 0.7, 2, 1, "completed"), "traj-b": (0.8, 0.6, 2, 1, "completed")}
     report = tmp_path / "report.html"
     markdown = summary_markdown(
-        {
-            "run_id": "run-1",
-            "items": 2,
-            "completed": 2,
-            "wall_seconds": 12.5,
-            "items_per_hour": 576.0,
-            "passed": 1,
-            "pass_rates": {"trajectories.ends_sentence": 0.5},
-            "rejects_by_reason": [{"stage": "sourcing", "reason": "malformed_json", "n": 1}],
-            "report": str(report),
-            "data_docs": None,
-            "exported": {},
-        }
+        RunSummary(
+            run_id="run-1",
+            db="reer.duckdb",
+            items=2,
+            completed=2,
+            wall_seconds=12.5,
+            items_per_hour=576.0,
+            passed=1,
+            pass_rates={"trajectories.ends_sentence": 0.5},
+            rejects_by_reason=[{"stage": "sourcing", "reason": "malformed_json", "n": 1}],
+            report=str(report),
+            data_docs=None,
+            exported={},
+        )
     )
     assert "| sourcing | malformed_json | 1 |" in markdown
     assert "| trajectories.ends_sentence | 50.0% |" in markdown

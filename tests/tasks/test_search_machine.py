@@ -4,18 +4,11 @@ The real model runs the same machine in tests/flows/test_synthesize.py.
 """
 
 from reer.models.base import Generation, ModelStats
+from reer.settings import SearchConfig
 from reer.tasks.prompts import REFINE_OPEN
+from reer.tasks.records import OutcomeRecord, RevisionRecord
 from reer.tasks.scoring import split_reference
-from reer.tasks.search import (
-    GenerationNeed,
-    ItemSearch,
-    OutcomeRecord,
-    RevisionRecord,
-    ScoringNeed,
-    SearchConfig,
-    SearchItem,
-    drive,
-)
+from reer.tasks.search import GenerationNeed, ItemSearch, ScoringNeed, SearchItem, drive
 
 PARAS = [
     "First I picture who reads this and why they asked for it, and what they hope to feel." * 2,

@@ -66,3 +66,17 @@ def test_a_second_writer_is_refused_before_it_opens_the_store(tmp_path):
         writer.kill()
         writer.wait()
     refuse_if_held(db)  # the writer is gone
+
+
+def test_a_key_that_is_not_a_column_fails_loudly_and_writes_nothing(tmp_path):
+    from reer.store import UnknownColumns
+
+    store = Store(tmp_path / "reer.duckdb")
+    try:
+        with pytest.raises(UnknownColumns, match="run_events has no column stauts"):
+            store.write("run_events", [{"run_id": "r1", "status": "running"}, {"run_id": "r2", "stauts": "running"}])
+        assert store.query("SELECT count(*) AS n FROM run_events")["n"][0] == 0
+        assert store.write("run_events", [{"run_id": "r1", "status": "running", "detail": {"a": 1}}]) == 1
+        assert store.query("SELECT detail FROM run_events")["detail"][0] == '{"a": 1}'
+    finally:
+        store.close()
