@@ -111,8 +111,8 @@ class LlamaRunner:
         """Attention of q [rows, heads, t, d] over grouped keys/values [rows, kv_heads, n, d]; [rows, t, heads*d].
 
         The query heads that share a key/value head are stacked as extra query rows of it, so keys
-        and values are read once per group and never repeated (5x faster in bf16 than SDPA's
-        enable_gqa on this CPU, at 32 rows and 1,200 keys).
+        and values are read once per group and never repeated (faster than SDPA's enable_gqa on a
+        CPU; bench/NOTES.md, "Attention").
         """
         rows, _, t, d = q.shape
         if mask is None:  # a whole sequence from its first token: plain causal attention, SDPA's fastest path
@@ -121,9 +121,9 @@ class LlamaRunner:
         group = self.heads // self.kv_heads
         stacked = q.reshape(rows, self.kv_heads, group * t, d)  # heads are kv-major: head h uses kv head h // group
         if t == 1:
-            # Decoding: two plain matrix products and a float32 softmax beat SDPA's kernel 2x at these
+            # Decoding: two plain matrix products and a float32 softmax beat SDPA's kernel at these
             # sizes (one query row per head), and the scores are small: [rows, kv_heads, group, n].
-            # keys @ q^T reads the cache as it lies; q @ keys^T would copy it first (2.5x slower).
+            # keys @ q^T reads the cache as it lies; q @ keys^T would copy it first (bench/NOTES.md).
             scores = torch.matmul(keys, stacked.transpose(-1, -2)).transpose(-1, -2).float().mul_(d**-0.5)
             weights = torch.softmax(scores.masked_fill_(~mask, float("-inf")), dim=-1).to(values.dtype)
             out = torch.matmul(weights, values)
