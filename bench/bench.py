@@ -19,9 +19,11 @@ import torch
 from reer.models.base import GenerationRequest, ModelStats, ScoreRequest
 from reer.models.loading import load_model
 from reer.settings import SearchConfig, Settings
-from reer.tasks.ingest import Example, bundled_sample, read_source
+from reer.tasks.ingest import bundled_sample
+from reer.tasks.records import Example
 from reer.tasks.scoring import split_reference
 from reer.tasks.search import ItemSearch, SearchItem, drive
+from reer.tasks.sources import read_source
 
 HERE = Path(__file__).parent
 

@@ -8,11 +8,9 @@ from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
-from prefect.runtime import flow_run
 
 from reer.flows.naming import ingest_run_name, run_tags, source_label, tag_flow_run
-from reer.flows.runs import complete_run, new_run_id, recorded_run
-from reer.flows.synthesize import code_version, load_models
+from reer.flows.runs import complete_run, load_models, new_run_id, recorded_run, run_row
 from reer.settings import Settings
 from reer.sql import read_sql
 from reer.store import Store
@@ -39,21 +37,8 @@ def ingest(
     override = parse_overrides(fields or settings.source_fields)
     store = Store(settings.db)  # first: a second writer is refused before it loads any model
     generator, scorer = load_models(settings) if use_model else (None, None)
-    with recorded_run(
-        store,
-        {
-            "run_id": run_id,
-            "flow_run_id": flow_run.id,
-            "flow_name": "ingest",
-            "config": settings.model_dump(mode="json"),
-            "generator_model": getattr(generator, "model_id", None),
-            "scorer_model": getattr(scorer, "model_id", None),
-            "backend": settings.backend_label(),
-            "dtype": settings.dtype,
-            "prompt_version": QUERY_PROMPT_VERSION,
-            "code_version": code_version(),
-        },
-    ):
+    run = run_row(run_id, "ingest", settings, generator, scorer, QUERY_PROMPT_VERSION)
+    with recorded_run(store, run):
         tag_flow_run(
             run_tags(source_label(inputs), getattr(generator, "model_id", None), getattr(scorer, "model_id", None))
         )

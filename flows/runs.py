@@ -3,13 +3,69 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+from prefect.runtime import flow_run
+
+import reer
+from reer.models.base import LanguageModel
+from reer.models.loading import load_model
+from reer.settings import Settings
 from reer.store import Store
+
+
+def code_version() -> str:
+    """reer's version and, in a git checkout, the commit."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{reer.__version__}+{commit}" if commit else reer.__version__
+
+
+def load_models(settings: Settings):
+    """Generator and scorer, each on its own backend (one object when model and backend are the same)."""
+    return (
+        load_model(settings.model_spec("generator")),
+        load_model(settings.model_spec("scorer")),
+    )
+
+
+def run_row(
+    run_id: str,
+    flow_name: str,
+    settings: Settings,
+    generator: LanguageModel | None,
+    scorer: LanguageModel | None,
+    prompt_version: str,
+    config_hash: str | None = None,
+) -> dict[str, Any]:
+    """The run's row of `runs`: what it ran with, so its outputs can be traced to settings, models and code."""
+    return {
+        "run_id": run_id,
+        "flow_run_id": flow_run.id,
+        "flow_name": flow_name,
+        "config": settings.model_dump(mode="json"),
+        "config_hash": config_hash,
+        "generator_model": getattr(generator, "model_id", None),
+        "scorer_model": getattr(scorer, "model_id", None),
+        "backend": settings.backend_label(),
+        "dtype": settings.dtype,
+        "prompt_version": prompt_version,
+        "code_version": code_version(),
+    }
 
 
 def new_run_id() -> str:

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from prefect import flow
-from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 
-import reer
 from reer.flows.naming import run_tags, source_label, synthesize_run_name, tag_flow_run
 from reer.flows.publish import publish_run
-from reer.flows.runs import new_run_id, recorded_run
+from reer.flows.runs import load_models, new_run_id, recorded_run, run_row
 from reer.kill_points import kill_point
-from reer.models.loading import load_model
 from reer.settings import Settings
 from reer.store import Store
 from reer.tasks.ingest import bundled_sample, ingest_examples, select_pending
@@ -25,29 +21,6 @@ from reer.tasks.mappings import parse_overrides
 from reer.tasks.prompts import PROMPT_VERSION
 from reer.tasks.search_tasks import prepare_searches, search_examples
 from reer.tasks.summary import RunSummary, SearchWork
-
-
-def code_version() -> str:
-    """reer's version and, in a git checkout, the commit."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return f"{reer.__version__}+{commit}" if commit else reer.__version__
-
-
-def load_models(settings: Settings):
-    """Generator and scorer, each on its own backend (one object when model and backend are the same)."""
-    return (
-        load_model(settings.model_spec("generator")),
-        load_model(settings.model_spec("scorer")),
-    )
 
 
 @flow(name="synthesize", log_prints=True, flow_run_name=synthesize_run_name)
@@ -68,22 +41,8 @@ def synthesize(
     paths = [Path(p) for p in inputs] if inputs else [bundled_sample()]
     store = Store(settings.db)  # first: a second writer is refused before it loads any model
     generator, scorer = load_models(settings)
-    with recorded_run(
-        store,
-        {
-            "run_id": run_id,
-            "flow_run_id": flow_run.id,
-            "flow_name": "synthesize",
-            "config": settings.model_dump(mode="json"),
-            "config_hash": settings.search.fingerprint(),
-            "generator_model": generator.model_id,
-            "scorer_model": scorer.model_id,
-            "backend": settings.backend_label(),
-            "dtype": settings.dtype,
-            "prompt_version": PROMPT_VERSION,
-            "code_version": code_version(),
-        },
-    ):
+    run = run_row(run_id, "synthesize", settings, generator, scorer, PROMPT_VERSION, settings.search.fingerprint())
+    with recorded_run(store, run):
         tag_flow_run(
             run_tags(
                 source_label(inputs, from_store), generator.model_id, scorer.model_id, settings.search.fingerprint()

@@ -50,42 +50,22 @@ def _front_matter(languages: list[str]) -> list[str]:
     ]
 
 
-def _checks(store: Store, run_id: str) -> pl.DataFrame:
-    return store.query(
-        "SELECT suite, check_name, threshold, checked, passed, pass_rate FROM check_pass_rates WHERE run_id = $run_id",
-        run_id=run_id,
-    )
+PROVENANCE_FIELDS = (
+    "run_id",
+    "flow_run_id",
+    "started_at",
+    "generator_model",
+    "scorer_model",
+    "backend",
+    "dtype",
+    "prompt_version",
+    "code_version",
+    "config_hash",
+)
 
 
-def _provenance(store: Store, run_id: str) -> dict:
-    return store.query("SELECT * FROM runs WHERE run_id = $run_id", run_id=run_id).to_dicts()[0]
-
-
-def dataset_card(store: Store, run_id: str, written: Written) -> str:
-    """The card's markdown for one run's export."""
-    from reer.tasks.quality import QualityConfig, check_specs
-
-    categories = store.query(read_sql("queries/card_categories"), run_id=run_id)
-    sources = store.query(read_sql("queries/card_sources"), run_id=run_id)
-    scores = store.query(read_sql("queries/card_scores"), run_id=run_id)
-    checks = _checks(store, run_id)
-    run = _provenance(store, run_id)
-    validation = store.query("SELECT validation_id FROM latest_validations WHERE run_id = $run_id", run_id=run_id)[
-        "validation_id"
-    ][0]
-    languages = store.query(
-        "SELECT DISTINCT language FROM passed_trajectories WHERE run_id = $run_id AND language IS NOT NULL ORDER BY 1",
-        run_id=run_id,
-    )["language"].to_list()
-    specs = check_specs(QualityConfig())  # for each check's direction and its place in the list
-    bounds = {s.name: (">=" if s.bound == "min" else "<=") for s in specs}
-    order = [s.name for s in specs]
-    checks = checks.sort(
-        pl.col("check_name").map_elements(lambda n: order.index(n) if n in order else len(order), return_dtype=pl.Int64)
-    )
-
-    lines = _front_matter(languages)
-    lines += [
+def _intro(run_id: str, written: Written) -> list[str]:
+    lines = [
         f"# reer trajectories, run `{run_id}`",
         "",
         f"Thinking trajectories synthesized by REverse-Engineered Reasoning (REER): for each writing "
@@ -101,6 +81,10 @@ def dataset_card(store: Store, run_id: str, written: Written) -> str:
             "refuses to load an empty split). trajectories.parquet and the checks below say why.",
             "",
         ]
+    return lines
+
+
+def _files(written: Written) -> list[str]:
     files = [
         [
             "train.parquet",
@@ -117,65 +101,69 @@ def dataset_card(store: Store, run_id: str, written: Written) -> str:
     ]
     if (written.folder / "data_docs" / "index.html").exists():  # validated into another folder: no link
         files.append(["data_docs/index.html", "-", "great-expectations Data Docs of the validation"])
-    lines += ["## Files", ""] + markdown_table(["file", "rows", "holds"], files) + [""]
-    lines += (
-        ["## Trajectories per category", ""]
-        + markdown_table(["category", "completed", "passed"], categories.rows())
-        + [""]
+    return ["## Files", ""] + markdown_table(["file", "rows", "holds"], files) + [""]
+
+
+def _checks(store: Store, run_id: str) -> list[str]:
+    """The latest validation's pass rate per check, in the order the checks are defined."""
+    from reer.settings import QualityConfig
+    from reer.tasks.quality import check_specs
+
+    rates = store.query(read_sql("queries/card_checks"), run_id=run_id)
+    validation = store.query("SELECT validation_id FROM latest_validations WHERE run_id = $run_id", run_id=run_id)[
+        "validation_id"
+    ][0]
+    specs = check_specs(QualityConfig())  # for each check's direction and its place in the list
+    bounds = {s.name: (">=" if s.bound == "min" else "<=") for s in specs}
+    order = [s.name for s in specs]
+    rates = rates.sort(
+        pl.col("check_name").map_elements(lambda n: order.index(n) if n in order else len(order), return_dtype=pl.Int64)
     )
-    lines += (
+    rows = [
         [
-            "## Checks",
-            "",
-            f"Validation `{validation}`; each row counts the examples (input suite) or "
-            "trajectories (output suite) checked.",
-            "",
+            r["suite"],
+            r["check_name"],
+            f"{bounds.get(r['check_name'], '')} {_number(r['threshold'])}",
+            r["checked"],
+            r["passed"],
+            r["pass_rate"],
         ]
-        + markdown_table(
-            ["suite", "check", "bound", "checked", "passed", "pass rate"],
-            [
-                [
-                    r["suite"],
-                    r["check_name"],
-                    f"{bounds.get(r['check_name'], '')} {_number(r['threshold'])}",
-                    r["checked"],
-                    r["passed"],
-                    r["pass_rate"],
-                ]
-                for r in checks.iter_rows(named=True)
-            ],
-        )
-        + [""]
+        for r in rates.iter_rows(named=True)
+    ]
+    header = (
+        f"Validation `{validation}`; each row counts the examples (input suite) or trajectories (output suite) checked."
     )
-    lines += (
-        ["## Scores", "", "Score = -mean(clip(log p, -2, 0)) over the scored answer tokens; lower is better.", ""]
-        + markdown_table(["set", "figure", "n", "mean", "median", "min", "max"], scores.rows())
-        + [""]
-    )
-    lines += (
+    table = markdown_table(["suite", "check", "bound", "checked", "passed", "pass rate"], rows)
+    return ["## Checks", "", header, ""] + table + [""]
+
+
+def _provenance(store: Store, run_id: str) -> list[str]:
+    run = store.query("SELECT * FROM runs WHERE run_id = $run_id", run_id=run_id).to_dicts()[0]
+    sources = store.query(read_sql("queries/card_sources"), run_id=run_id)
+    return (
         ["## Provenance", ""]
-        + markdown_table(
-            ["field", "value"],
-            [
-                [k, run.get(k)]
-                for k in (
-                    "run_id",
-                    "flow_run_id",
-                    "started_at",
-                    "generator_model",
-                    "scorer_model",
-                    "backend",
-                    "dtype",
-                    "prompt_version",
-                    "code_version",
-                    "config_hash",
-                )
-            ],
-        )
+        + markdown_table(["field", "value"], [[k, run.get(k)] for k in PROVENANCE_FIELDS])
         + ["", "Sources (the answers keep their sources' licences):", ""]
         + markdown_table(["source", "examples", "completed", "passed"], sources.rows())
         + [""]
     )
+
+
+def dataset_card(store: Store, run_id: str, written: Written) -> str:
+    """The card's markdown for one run's export."""
+    categories = store.query(read_sql("queries/card_categories"), run_id=run_id)
+    scores = store.query(read_sql("queries/card_scores"), run_id=run_id)
+    languages = store.query(
+        "SELECT DISTINCT language FROM passed_trajectories WHERE run_id = $run_id AND language IS NOT NULL ORDER BY 1",
+        run_id=run_id,
+    )["language"].to_list()
+    lines = _front_matter(languages) + _intro(run_id, written) + _files(written)
+    lines += ["## Trajectories per category", ""]
+    lines += markdown_table(["category", "completed", "passed"], categories.rows()) + [""]
+    lines += _checks(store, run_id)
+    lines += ["## Scores", "", "Score = -mean(clip(log p, -2, 0)) over the scored answer tokens; lower is better.", ""]
+    lines += markdown_table(["set", "figure", "n", "mean", "median", "min", "max"], scores.rows()) + [""]
+    lines += _provenance(store, run_id)
     return "\n".join(lines)
 
 

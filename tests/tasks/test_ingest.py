@@ -9,8 +9,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from reer.store import Store
-from reer.tasks.ingest import Example, Rejected, check_lengths, example_id, ingest_files, normalize_text, read_source
+from reer.tasks.hygiene import normalize_text
+from reer.tasks.ingest import check_lengths, ingest_files
 from reer.tasks.mappings import describe, field_pairs, parse_overrides
+from reer.tasks.records import Example, Rejected
+from reer.tasks.sources import example_id, read_source
 from tests.conftest import shared_file
 
 GOOD = {"query": "Write a note.", "reference": "A" * 120 + "\n\n" + "B" * 120}
