@@ -58,6 +58,13 @@ class ModelStats:
     scoring_calls: int = 0
     extra: dict = field(default_factory=dict)
 
+    def count_scoring(self, encoded: Sequence[tuple[Sequence[int], int]], seconds: float) -> None:
+        """One scoring call over whole sequences (token ids, first scored position), each computed in full."""
+        self.scoring_calls += 1
+        self.scored_tokens += sum(len(ids) - start for ids, start in encoded)
+        self.computed_tokens += sum(len(ids) for ids, _ in encoded)
+        self.scoring_seconds += seconds
+
 
 @runtime_checkable
 class LanguageModel(Protocol):

