@@ -4,6 +4,7 @@ Every chart is a self-contained <svg> string (no scripts, no fonts to fetch) tha
 its container; hovering a mark shows its value through an SVG <title>.
 """
 
+# Hand-written over altair+vl-convert / matplotlib: far faster, nothing to install or import, keeps hover values.
 from __future__ import annotations
 
 import math

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import random
+import subprocess
+import sys
+
 import pytest
 
 from reer.tasks.dedup import MinHasher, estimated_jaccard, find_duplicates, jaccard, normalized, shingles, text_units
@@ -59,3 +65,26 @@ def test_empty_texts_are_no_duplicates():
 def test_bands_must_divide_permutations():
     with pytest.raises(ValueError, match="must divide"):
         find_duplicates(["x"], permutations=100, bands=32)
+
+
+def test_signatures_are_the_same_in_every_process():
+    """No per-process salt (Python's hash() has one): a fresh interpreter with another hash seed agrees."""
+    code = (
+        "from reer.tasks.dedup import MinHasher, shingles; import sys; "
+        f"print(MinHasher(64).signature(shingles({BASE!r}, 3)).tolist())"
+    )
+    here = MinHasher(64).signature(shingles(BASE, 3)).tolist()
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+        assert json.loads(done.stdout) == here
+
+
+def test_near_duplicates_among_many_are_found_and_scored_exactly():
+    rng = random.Random(5)
+    words = BASE.split()
+    texts = [" ".join(rng.choices(words, k=60)) + f" text {i}" for i in range(200)]
+    texts.append(texts[17].replace("keeper", "warden", 1))
+    last = find_duplicates(texts)[-1]
+    assert last.earlier == 17 and not last.exact
+    assert last.similarity == pytest.approx(jaccard(shingles(texts[17], 3), shingles(texts[-1], 3)))

@@ -80,3 +80,26 @@ def test_json_keyed_records_keep_their_key(tmp_path):
     (tmp_path / "keyed.json").write_text(json.dumps({"a1": PAIR}))
     (raw,) = read_raw(tmp_path / "keyed.json")
     assert raw.key == "a1" and raw.where == "record a1"
+
+
+def test_parquet_is_read_in_batches_and_damage_late_in_the_file_keeps_the_rows_before(tmp_path):
+    path = tmp_path / "long.parquet"
+    pq.write_table(pa.table({"query": [f"q{i}" * 50 for i in range(3000)]}), path, row_group_size=1000)
+    assert [r.where for r in read_raw(path)][-1] == "row 2999"
+    data_page = pq.ParquetFile(path).metadata.row_group(2).column(0).data_page_offset
+    raw = bytearray(path.read_bytes())
+    raw[data_page + 40 : data_page + 400] = b"\xff" * 360
+    path.write_bytes(bytes(raw))
+    raws, rejects = split(read_raw(path))
+    assert len(raws) >= 1000 and [r.where for r in raws] == [f"row {i}" for i in range(len(raws))]
+    assert rejects == [(f"row {len(raws)} on", "unreadable_file")]
+
+
+def test_a_large_csv_streams_with_rejects_in_place(tmp_path):
+    path = tmp_path / "many.csv"
+    rows = [f'"q{i}","line one\nline two {i}"' for i in range(500)]
+    rows[250] = '"q250",x,extra'
+    path.write_bytes(("query,reference\n" + "\n".join(rows) + "\n").encode())
+    raws, rejects = split(read_raw(path))
+    assert len(raws) == 499 and raws[-1].where == "line 999"
+    assert rejects == [("line 502", "malformed_row")]
