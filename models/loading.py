@@ -22,6 +22,8 @@ def load_model(spec: ModelSpec) -> LanguageModel:
     backend, name = spec.backend, spec.name
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if backend == "served" and not spec.url:  # before any model is resolved or converted
+        raise ValueError(f"the served backend needs the server's URL for {name} (e.g. http://127.0.0.1:8000)")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is fetched from a hub at run time
     from transformers.utils import logging as hf_logging
 
@@ -30,8 +32,6 @@ def load_model(spec: ModelSpec) -> LanguageModel:
     folder = resolve_model(name, Path(spec.home))
     model_id = Path(name).name if Path(name).is_dir() else name
     if backend == "served":
-        if not spec.url:
-            raise ValueError(f"the served backend needs the server's URL for {name} (e.g. http://127.0.0.1:8000)")
         from reer.models.served import ServedModel
 
         served = spec.served

@@ -92,16 +92,28 @@ def _checkpoint(context, suite_name: str, key: str, specs: list[CheckSpec], docs
     )
 
 
+def raised_exception(info: dict | None) -> str | None:
+    """The first line of the error GX met evaluating an expectation, or None.
+
+    GX 1.x nests the error under each metric's id ({metric_id: {"raised_exception": ...}});
+    older results keep it at the top level. Both are read: a missed error would pass every row.
+    """
+    entries = [info or {}] + [v for v in (info or {}).values() if isinstance(v, dict)]
+    for entry in entries:
+        if entry.get("raised_exception"):
+            return ((entry.get("exception_message") or "").splitlines() or [""])[0]
+    return None
+
+
 def failing_ids(results, key: str) -> dict[str, set[str]]:
     """The ids of the rows each check failed, from a checkpoint's results."""
     failing: dict[str, set[str]] = {}
     for run in results.run_results.values():
         for result in run.results:
             name = result.expectation_config.meta["check"]
-            raised = (result.exception_info or {}).get("raised_exception")
-            if raised:
-                message = (result.exception_info.get("exception_message") or "").splitlines()[:1]
-                raise ValidationError(f"GX could not evaluate check {name}: {' '.join(message)}")
+            message = raised_exception(result.exception_info)
+            if message is not None:
+                raise ValidationError(f"GX could not evaluate check {name}: {message}")
             failing[name] = {row[key] for row in result.result.get("unexpected_index_list") or []}
     return failing
 

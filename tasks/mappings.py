@@ -142,6 +142,8 @@ def parse_overrides(fields: dict[str, str] | None) -> SourceMapping | None:
         if role not in ROLES:
             raise MappingError(f"unknown role {role!r} in a field mapping: use {', '.join(ROLES)}")
         names = tuple(n.strip() for n in str(name).split(",") if n.strip())
+        if not names and role == "reference":  # texts without requests exist; answers without answers do not
+            raise MappingError("the reference needs a field: reference=FIELD (only query= may be empty)")
         changes[role] = names if names or role in ("category", "id") else None
     return replace(DEFAULT, name="override", pattern="*", **changes)
 
@@ -163,7 +165,7 @@ def describe(mapping: SourceMapping) -> str:
         f"query={show(mapping.query) if mapping.query is not None else '(written by the generator)'}",
         f"reference={show(mapping.reference) if mapping.reference is not None else '(none)'}",
         f"category={show(mapping.category)}",
-        f"id={show(mapping.id) or '(record key)'}",
+        f"id={'|'.join(mapping.id) or '(record key)'}",
     ]
     if mapping.join:
         parts.append(f"join={mapping.join.replace[1]!r}-sibling on {mapping.join.on}")
