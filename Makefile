@@ -27,7 +27,7 @@ demo: install
 	$(BIN)/reer sql "SELECT trajectory_id, round(initial_score, 4) AS initial, round(final_score, 4) AS final, \
 	    steps, accepted_edits, reason FROM outcomes ORDER BY created_at DESC LIMIT 10"
 
-# Debian's chromium for the browser checks of tests/test_dashboard.py (about 480 MB, once).
+# Debian's chromium for the browser checks of tests/reer/cli/test_dashboard.py (about 480 MB, once).
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 browser:
 	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \

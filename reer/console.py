@@ -30,9 +30,10 @@ def notice(line: str) -> None:
     err.print(line, markup=False, soft_wrap=True)
 
 
-def on_progress(callback: Callable[[SearchProgress], None]) -> None:
-    """Register a callback that hears every SearchProgress."""
+def on_progress(callback: Callable[[SearchProgress], None]) -> Callable[[], None]:
+    """Register a callback that hears every SearchProgress; what it returns unregisters it."""
     _progress.append(callback)
+    return lambda: _progress.remove(callback)
 
 
 def report_progress(progress: SearchProgress) -> None:

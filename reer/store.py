@@ -9,16 +9,17 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import polars as pl
-from sqlalchemy import column, create_engine, insert, table
-from sqlalchemy.engine import Connection, Engine
 
 from reer.console import notice
 from reer.kill_points import kill_point
 from reer.sql import read_sql
+
+if TYPE_CHECKING:  # sqlalchemy and polars load when a store is opened or read: `reer sql` starts without them
+    import polars as pl
+    from sqlalchemy.engine import Connection, Engine
 
 TABLES = (
     "runs",
@@ -66,6 +67,8 @@ class Store:
     """The single writer of one DuckDB file."""
 
     def __init__(self, path: Path) -> None:
+        from sqlalchemy import column, create_engine, table
+
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -116,6 +119,8 @@ class Store:
         # A multi-row insert takes its columns from the first row: give every row the same keys.
         keys = {k for data in payload for k in data}
         payload = [{k: data.get(k) for k in keys} for data in payload]
+        from sqlalchemy import insert
+
         statement = insert(t).prefix_with("OR IGNORE") if name in KEYED else insert(t)
         con.execute(statement, payload)
         return len(payload)

@@ -64,3 +64,52 @@ def test_report_writes_the_html_of_the_latest_run_and_says_where(tmp_path):
 def test_deploy_without_a_server_is_one_line(tmp_path):
     result = CliRunner().invoke(app, ["deploy", "--port", "9"], terminal_width=200)
     assert result.exit_code == 1 and "no Prefect server answers at http://127.0.0.1:9/api" in result.output
+
+
+# `make demo`'s last command (Makefile), on trajectory ids as long as a real run's.
+DEMO_QUERY = (
+    "SELECT trajectory_id, round(initial_score, 4) AS initial, round(final_score, 4) AS final, "
+    "steps, accepted_edits, reason FROM outcomes ORDER BY created_at DESC LIMIT 10"
+)
+IDS = ("3f9a1c0d7e5b2a64", "b71e09c4d2a85f13")
+
+
+def sql_at_80_columns(tmp_path: Path, query: str):
+    db = tmp_path / "ids.duckdb"
+    if not db.exists():
+        rows = [{**CLEAN["a"], "trajectory_id": IDS[0]}, {**CLEAN["b"], "trajectory_id": IDS[1]}]
+        fill_store(db, rows).close()
+    return CliRunner().invoke(app, ["sql", query, "--db", str(db)], env={"COLUMNS": "80"}, terminal_width=80)
+
+
+def test_sql_keeps_each_id_whole_on_one_line_at_80_columns(tmp_path):
+    result = sql_at_80_columns(tmp_path, DEMO_QUERY)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    for trajectory in IDS:
+        assert any(trajectory in line and "pass_complete" in line for line in lines), result.output
+    assert max(len(line) for line in lines) <= 80
+
+
+def test_sql_folds_only_the_long_text_columns(tmp_path):
+    query = (
+        "SELECT o.trajectory_id, round(o.initial_score, 4) AS initial, round(o.final_score, 4) AS final, o.steps, "
+        "o.accepted_edits, o.reason, e.query FROM outcomes o JOIN trajectories t USING (trajectory_id) "
+        "JOIN examples e ON e.example_id = t.example_id ORDER BY o.trajectory_id"
+    )
+    result = sql_at_80_columns(tmp_path, query)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    for trajectory, initial in zip(IDS, ("0.9000", "0.8000")):
+        assert any(trajectory in line and initial in line and "pass_complete" in line for line in lines)
+    assert not any("lighthouse keeper on the last night" in line for line in lines)  # the long query folds
+    assert "lighthouse" in result.output and "2 rows" in result.output
+
+
+def test_sql_prints_stored_text_as_it_is_and_an_error_in_one_line(tmp_path):
+    db = crafted_db(tmp_path)
+    text = CliRunner().invoke(app, ["sql", "SELECT '[bold]x[/bold] [/]' AS v", "--db", str(db)], terminal_width=200)
+    assert text.exit_code == 0 and "[bold]x[/bold] [/]" in text.output, text.output
+    bad = CliRunner().invoke(app, ["sql", "SELECT nope", "--db", str(db)], env={"COLUMNS": "40"})
+    assert bad.exit_code == 1 and bad.output.startswith("reer: Binder Error: Referenced column")
+    assert len(bad.output.strip().splitlines()) == 1

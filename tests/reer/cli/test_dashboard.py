@@ -24,7 +24,7 @@ from tests.tasks.crafted import CLEAN, fill_store
 
 pytestmark = [pytest.mark.prefect, pytest.mark.server]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 PLOTS = ("plot-score-per-step", "plot-relative-improvement", "plot-acceptance-by-segment", "plot-throughput")
 
 

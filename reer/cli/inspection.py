@@ -1,0 +1,127 @@
+"""Read-only views of the store: `reer sql`, `reer show`, `reer sources` and `reer report`.
+
+These open the database read-only (or a running search's snapshot), so they work while a run
+writes. None of them imports Prefect.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from reer.cli.errors import fail, first_line, settings_from
+
+RUNS_HINT = 'list them: reer sql "SELECT run_id, flow_name, status FROM run_overview"'
+
+
+def store_path(db: Path | None) -> Path:
+    """The database to read: --db, else the settings' (REER_DB, or ./reer.duckdb).
+
+    The only setting these commands read: with --db given they skip building the settings (and
+    importing pydantic-settings, about 0.13 s of `reer sql`'s start).
+    """
+    return db if db is not None else settings_from().db
+
+
+def sql(
+    query: str = typer.Argument(..., help="a read-only SQL query over the store's tables and views"),
+    db: Path | None = typer.Option(None, help="DuckDB file"),
+    format: str = typer.Option("table", "--format", "-f", help="table, csv or json"),
+) -> None:
+    """Query the trajectory history (read-only)."""
+    if format not in {"table", "csv", "json"}:
+        fail(f"unknown format {format!r}: use table, csv or json")
+    path = store_path(db)
+    import duckdb
+
+    from reer.store import StoreBusy, read_only_query
+
+    try:
+        frame = read_only_query(path, query)
+    except (StoreBusy, FileNotFoundError) as error:
+        fail(str(error))
+    except duckdb.Error as error:
+        fail(first_line(error))
+    if format == "csv":
+        sys.stdout.write(frame.write_csv())
+    elif format == "json":
+        sys.stdout.write(json.dumps(frame.to_dicts(), default=str, ensure_ascii=False, indent=1) + "\n")
+    else:
+        from reer.cli.rendering import print_frame
+
+        print_frame(frame)
+
+
+def show(
+    item: str = typer.Argument(..., help="a trajectory id, example id, or a prefix of one"),
+    db: Path | None = typer.Option(None, help="DuckDB file"),
+) -> None:
+    """An item's revisions with their scores, and its score per step drawn."""
+    path = store_path(db)
+    from reer.cli.rendering import print_revisions
+    from reer.sql import read_sql
+    from reer.store import StoreBusy, read_only_query
+
+    try:
+        revisions = read_only_query(path, read_sql("queries/item_revisions"), item=item)
+    except (StoreBusy, FileNotFoundError) as error:
+        fail(str(error))
+    if revisions.is_empty():
+        fail(f'no trajectory matches {item!r} (list them: reer sql "SELECT trajectory_id FROM outcomes")')
+    trajectory = revisions["trajectory_id"][0]
+    print_revisions(revisions.filter(revisions["trajectory_id"] == trajectory))
+
+
+def sources(
+    run_id: str | None = typer.Argument(None, help="a run id (default: the latest run that read files)"),
+    db: Path | None = typer.Option(None, help="DuckDB file"),
+) -> None:
+    """What a run read, per file: loaded, merged as duplicates, already stored, and rejected per reason."""
+    path = store_path(db)
+    from reer.cli.rendering import print_sources
+    from reer.sql import read_sql
+    from reer.store import StoreBusy, read_only_query
+
+    try:
+        if run_id is None:
+            latest = read_only_query(path, "SELECT run_id FROM source_records ORDER BY created_at DESC LIMIT 1")
+            if latest.is_empty():
+                fail("no run has read any file yet (reer ingest FILES...)")
+            run_id = latest["run_id"][0]
+        rows = read_only_query(path, read_sql("queries/source_counts"), run_id=run_id).to_dicts()
+    except (StoreBusy, FileNotFoundError) as error:
+        fail(str(error))
+    if not rows:
+        fail(f'run {run_id!r} read no files (list runs: reer sql "SELECT run_id, flow_name, status FROM run_overview")')
+    print_sources(run_id, rows)
+
+
+def report(
+    run_id: str | None = typer.Argument(None, help="run to report on (default: the latest completed synthesize run)"),
+    db: Path | None = typer.Option(None, help="DuckDB file"),
+    out_dir: Path | None = typer.Option(None, "--out", help="the report goes to <out>/<run_id>/report.html"),
+) -> None:
+    """Write a run's HTML report: score per step, improvement, acceptance per segment, throughput, rejects, checks."""
+    from functools import partial
+
+    from reer.cli.rendering import out
+    from reer.store import StoreBusy, read_only_query
+    from reer.tasks.report import build_report, latest_run
+
+    settings = settings_from(db=db, out=out_dir)
+    query = partial(read_only_query, settings.db)
+    try:
+        run_id = run_id or latest_run(query)
+        if run_id is None:
+            fail("no completed synthesize run in the store yet (reer run first)")
+        written = build_report(query, run_id, settings.out)
+    except (StoreBusy, FileNotFoundError) as error:
+        fail(str(error))
+    except LookupError as error:
+        fail(f"{error} ({RUNS_HINT})")
+    console = out()
+    console.print(f"report of run {run_id}: {written}", soft_wrap=True, markup=False)
+    console.print(f"open it: {written.resolve().as_uri()}", soft_wrap=True, markup=False)
