@@ -18,7 +18,8 @@ from pathlib import Path
 import httpx
 
 from reer.models.base import Generation, GenerationRequest, ModelStats, ModelUnavailable, ScoreRequest
-from reer.models.vllm_backend import ChatTokenizer, engine_seed, finish_reason, target_logprobs
+from reer.models.chat import ChatTokenizer
+from reer.models.vllm_backend import engine_seed, finish_reason, target_logprobs
 
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
 

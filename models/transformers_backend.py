@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+from transformers import AutoModelForCausalLM, DynamicCache
 
 from reer.models.base import Generation, GenerationRequest, ModelStats, ScoreRequest
 from reer.models.batching import chunk_by_budget, group_by_shared_prefix, left_padded
+from reer.models.chat import ChatTokenizer
 from reer.models.llama_runner import LlamaDecoder, LlamaRunner, supports
 from reer.settings import ModelSpec
 
@@ -30,7 +31,7 @@ def row_seed(seed: int, sample: int) -> int:
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
-class TransformersModel:
+class TransformersModel(ChatTokenizer):
     """A causal LM loaded with transformers; implements the LanguageModel protocol."""
 
     def __init__(self, folder: Path, spec: ModelSpec, model_id: str) -> None:
@@ -38,7 +39,7 @@ class TransformersModel:
             torch.set_num_threads(spec.threads)
         self.model_id = model_id
         self.dtype = spec.dtype
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        super().__init__(folder)
         self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=DTYPES[spec.dtype]).eval()
         self.context_window = int(self.model.config.max_position_embeddings)
         self.generation_batch_size = spec.generation_rows
@@ -56,16 +57,6 @@ class TransformersModel:
         if self.tokenizer.eos_token_id is not None:
             ids.append(self.tokenizer.eos_token_id)
         return sorted({i for i in ids if i is not None})
-
-    def encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False)
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.encode(text))
-
-    def render_chat(self, messages: Sequence[tuple[str, str]]) -> str:
-        chat = [{"role": role, "content": content} for role, content in messages]
-        return self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
 
     # -- scoring ----------------------------------------------------------------------
     @torch.inference_mode()

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reer.models.base import Generation, GenerationRequest, ModelStats, ScoreRequest
+from reer.models.chat import ChatTokenizer
 from reer.settings import ModelSpec
 
 SEED_RANGE = 2**63 - 2**16  # vLLM takes int64 seeds and gives sample i of a request the seed seed+i
@@ -31,34 +32,6 @@ def finish_reason(reason: str | None, stop_reason: int | str | None) -> str:
     if isinstance(stop_reason, str):
         return "stop"
     return "eos"  # vLLM says 'stop' with no stop_reason (EOS) or a stop token id
-
-
-class ChatTokenizer:
-    """The model folder's tokenizer: encoding and chat rendering shared by the vLLM backends."""
-
-    def __init__(self, folder: Path) -> None:
-        from transformers import AutoTokenizer
-
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
-
-    def encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False)
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.encode(text))
-
-    def render_chat(self, messages: Sequence[tuple[str, str]]) -> str:
-        chat = [{"role": role, "content": content} for role, content in messages]
-        return self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
-
-    def generation_prompt(self, request: GenerationRequest) -> list[int]:
-        """The token ids of the chat-rendered prompt plus its pre-filled assistant text."""
-        return self.encode(self.render_chat(request.messages) + request.prefill)
-
-    def score_prompt(self, request: ScoreRequest) -> tuple[list[int], int]:
-        """Context and target token ids joined, and where the target starts."""
-        context = self.encode(request.context)
-        return context + self.encode(request.target), len(context)
 
 
 class VllmModel(ChatTokenizer):

@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 
 from reer.cli.errors import fail, first_line, settings_from
+from reer.cli.options import Db, Out
 
 RUNS_HINT = 'list them: reer sql "SELECT run_id, flow_name, status FROM run_overview"'
 
@@ -28,7 +29,7 @@ def store_path(db: Path | None) -> Path:
 
 def sql(
     query: str = typer.Argument(..., help="a read-only SQL query over the store's tables and views"),
-    db: Path | None = typer.Option(None, help="DuckDB file"),
+    db: Db = None,
     format: str = typer.Option("table", "--format", "-f", help="table, csv or json"),
 ) -> None:
     """Query the trajectory history (read-only)."""
@@ -57,7 +58,7 @@ def sql(
 
 def show(
     item: str = typer.Argument(..., help="a trajectory id, example id, or a prefix of one"),
-    db: Path | None = typer.Option(None, help="DuckDB file"),
+    db: Db = None,
 ) -> None:
     """An item's revisions with their scores, and its score per step drawn."""
     path = store_path(db)
@@ -77,7 +78,7 @@ def show(
 
 def sources(
     run_id: str | None = typer.Argument(None, help="a run id (default: the latest run that read files)"),
-    db: Path | None = typer.Option(None, help="DuckDB file"),
+    db: Db = None,
 ) -> None:
     """What a run read, per file: loaded, merged as duplicates, already stored, and rejected per reason."""
     path = store_path(db)
@@ -101,8 +102,8 @@ def sources(
 
 def report(
     run_id: str | None = typer.Argument(None, help="run to report on (default: the latest completed synthesize run)"),
-    db: Path | None = typer.Option(None, help="DuckDB file"),
-    out_dir: Path | None = typer.Option(None, "--out", help="the report goes to <out>/<run_id>/report.html"),
+    db: Db = None,
+    out_dir: Out = None,
 ) -> None:
     """Write a run's HTML report: score per step, improvement, acceptance per segment, throughput, rejects, checks."""
     from functools import partial

@@ -11,6 +11,7 @@ import typer
 from rich.text import Text
 
 from reer.cli.errors import fail, guarded, quiet_prefect, settings_from
+from reer.cli.options import Db, Out
 
 if TYPE_CHECKING:
     from reer.store import Store
@@ -18,8 +19,8 @@ if TYPE_CHECKING:
 
 def export(
     run_id: str | None = typer.Argument(None, help="run to export (default: the latest completed run)"),
-    db: Path | None = typer.Option(None, help="DuckDB file"),
-    out_dir: Path | None = typer.Option(None, "--out", help="export folder (default ./reer-out)"),
+    db: Db = None,
+    out_dir: Out = None,
 ) -> None:
     """Write a run's passing trajectories (Parquet, JSONL), its full table and a dataset card."""
     quiet_prefect(False)
@@ -55,8 +56,8 @@ def export(
 
 def validate(
     run_id: str | None = typer.Argument(None, help="run to validate (default: the latest completed run)"),
-    db: Path | None = typer.Option(None, help="DuckDB file"),
-    out_dir: Path | None = typer.Option(None, "--out", help="Data Docs go to <out>/<run_id>/data_docs"),
+    db: Db = None,
+    out_dir: Out = None,
 ) -> None:
     """Run the quality checks on a run's examples and trajectories; store every verdict."""
     quiet_prefect(False)

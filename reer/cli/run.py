@@ -8,10 +8,24 @@ from typing import TYPE_CHECKING
 import typer
 
 from reer.cli.errors import fail, guarded, quiet_prefect, settings_from
+from reer.cli.options import Db, Dtype, Out, Verbose
 
 if TYPE_CHECKING:
     from reer.settings import Settings
     from reer.tasks.summary import RunSummary
+
+
+SEARCH_OPTIONS = (
+    "tau",
+    "max_steps",
+    "k",
+    "temperature",
+    "top_p",
+    "seed",
+    "max_initial_tokens",
+    "max_refine_tokens",
+    "on_unfinished",
+)
 
 
 def run(
@@ -24,9 +38,9 @@ def run(
         "--from-store",
         help="search the stored examples with no completed trajectory under these settings (what `reer ingest` stored)",
     ),
-    db: Path | None = typer.Option(None, help="DuckDB file (default ./reer.duckdb, or REER_DB)"),
-    out_dir: Path | None = typer.Option(None, "--out", help="export folder (default ./reer-out)"),
-    dtype: str | None = typer.Option(None, help="bfloat16 (fast) or float32 (exact)"),
+    db: Db = None,
+    out_dir: Out = None,
+    dtype: Dtype = None,
     generator: str | None = typer.Option(None, help="generator model: a folder or the shipped SmolLM2"),
     scorer: str | None = typer.Option(None, help="scorer model: a folder or the shipped SmolLM2"),
     tau: float | None = typer.Option(None, help="stop once the score is under this (0.25)"),
@@ -39,21 +53,12 @@ def run(
     max_refine_tokens: int | None = typer.Option(None, help="token limit of one rewrite"),
     on_unfinished: str | None = typer.Option(None, help="z(0) cut by the limit: trim or reject"),
     generation_rows: int | None = typer.Option(None, help="sequences generated together"),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="show Prefect's logs"),
+    verbose: Verbose = False,
 ) -> None:
     """Search REER thinking trajectories and store every revision."""
     quiet_prefect(verbose)
-    search = dict(
-        tau=tau,
-        max_steps=max_steps,
-        k=k,
-        temperature=temperature,
-        top_p=top_p,
-        seed=seed,
-        max_initial_tokens=max_initial_tokens,
-        max_refine_tokens=max_refine_tokens,
-        on_unfinished=on_unfinished,
-    )
+    given = locals()  # the options as typed; the search ones go to settings.search
+    search = {name: given[name] for name in SEARCH_OPTIONS if given[name] is not None}
     settings = settings_from(
         db=db,
         out=out_dir,
@@ -61,7 +66,7 @@ def run(
         generator_model=generator,
         scorer_model=scorer,
         generation_rows=generation_rows,
-        search={name: value for name, value in search.items() if value is not None} or None,
+        search=search or None,
     )
     if from_store and inputs:
         fail("give input files or --from-store, not both")
@@ -107,7 +112,7 @@ def search_with_progress(
 
 def ingest(
     inputs: list[Path] = typer.Argument(..., help="JSONL, JSON, CSV/TSV, Parquet, .txt/.md files or datasets folders"),
-    db: Path | None = typer.Option(None, help="DuckDB file (default ./reer.duckdb, or REER_DB)"),
+    db: Db = None,
     fields: list[str] | None = typer.Option(
         None,
         "--map",
@@ -117,10 +122,10 @@ def ingest(
     no_model: bool = typer.Option(
         False, "--no-model", help="skip the model: no categories, token limits or written queries"
     ),
-    dtype: str | None = typer.Option(None, help="bfloat16 (fast) or float32 (exact)"),
+    dtype: Dtype = None,
     generator: str | None = typer.Option(None, help="model that writes missing queries"),
     scorer: str | None = typer.Option(None, help="model that measures tokens and assigns categories"),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="show Prefect's logs"),
+    verbose: Verbose = False,
 ) -> None:
     """Read files into the store's examples (no search); every record lands in examples or rejects."""
     quiet_prefect(verbose)

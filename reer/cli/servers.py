@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from contextlib import suppress
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
 from reer.cli.errors import fail, first_line, quiet_prefect, settings_from
+from reer.cli.options import Db, Out, Port
 
 if TYPE_CHECKING:
     from reer.settings import Settings
-
-PORT_HELP = "the Prefect server on 127.0.0.1:PORT (default: PREFECT_API_URL, else 4200)"
 
 
 def server_api(port: int | None) -> str:
@@ -28,7 +26,7 @@ def server_api(port: int | None) -> str:
 
 def deploy(
     names: list[str] | None = typer.Argument(None, help="deployments to create (default: every one in prefect.yaml)"),
-    port: int | None = typer.Option(None, help=PORT_HELP),
+    port: Port = None,
 ) -> None:
     """Create prefect.yaml's work pool (if missing) and deployments on a running Prefect server."""
     quiet_prefect(False)
@@ -53,7 +51,7 @@ def deploy(
 
 def serve(
     names: list[str] | None = typer.Argument(None, help="deployments to serve (default: every one in prefect.yaml)"),
-    port: int | None = typer.Option(None, help=PORT_HELP),
+    port: Port = None,
 ) -> None:
     """Serve prefect.yaml's deployments from this process: schedules run here, no pool or worker (Ctrl-C stops)."""
     quiet_prefect(False)
@@ -81,8 +79,8 @@ def dashboard(
     port: int | None = typer.Option(None, help="serve on 127.0.0.1:PORT (default: PREFECT_API_URL's port, else 4200)"),
     foreground: bool = typer.Option(False, "--foreground", help="run the server in this terminal (Ctrl-C stops it)"),
     stop: bool = typer.Option(False, "--stop", help="stop the server an earlier `reer dashboard` started"),
-    db: Path | None = typer.Option(None, help="DuckDB file, to find the latest report"),
-    out_dir: Path | None = typer.Option(None, "--out", help="export folder, to find the latest report"),
+    db: Db = None,
+    out_dir: Out = None,
 ) -> None:
     """Start the Prefect dashboard on 127.0.0.1 unless one answers; print where it and the latest report are."""
     import subprocess
