@@ -9,7 +9,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: install browser demo lint test test-fast bench clean vllm-cpu test-vllm bench-backends
+.PHONY: install browser demo lint test test-fast bench bench-startup clean vllm-cpu test-vllm bench-backends
 
 $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -79,6 +79,10 @@ test-fast: install lint
 
 bench: install
 	$(BIN)/python -m bench.bench
+
+# How fast `reer --help` and `reer sql` start (median of 5), beside the bare interpreter and Prefect's import.
+bench-startup: install
+	$(BIN)/python -m bench.startup
 
 clean:
 	rm -rf reer-out reer.duckdb .pytest_cache

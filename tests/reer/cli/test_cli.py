@@ -113,3 +113,30 @@ def test_sql_prints_stored_text_as_it_is_and_an_error_in_one_line(tmp_path):
     bad = CliRunner().invoke(app, ["sql", "SELECT nope", "--db", str(db)], env={"COLUMNS": "40"})
     assert bad.exit_code == 1 and bad.output.startswith("reer: Binder Error: Referenced column")
     assert len(bad.output.strip().splitlines()) == 1
+
+
+HEAVY = ("prefect", "torch", "transformers", "great_expectations", "sqlalchemy", "reer.models.loading")
+IMPORTS_AFTER = """
+import sys
+from typer.testing import CliRunner
+from reer.cli import app
+result = CliRunner().invoke(app, sys.argv[1:])
+assert result.exit_code == 0, result.output
+print("heavy:" + ",".join(m for m in {heavy!r} if m in sys.modules))
+"""
+
+
+def test_help_and_sql_start_without_prefect_torch_or_a_model(tmp_path):
+    """What keeps `reer --help` and `reer sql` under a second (bench/startup.py measures it)."""
+    import subprocess
+    import sys
+
+    import duckdb
+
+    db = tmp_path / "s.duckdb"
+    duckdb.connect(str(db)).close()
+    script = IMPORTS_AFTER.format(heavy=HEAVY)
+    for args in (["--help"], ["sql", "SELECT 1 AS one", "--db", str(db)]):
+        done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.strip().splitlines()[-1] == "heavy:", f"{args[0]} imported {done.stdout.strip()}"
