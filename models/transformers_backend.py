@@ -31,6 +31,11 @@ def row_seed(seed: int, sample: int) -> int:
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
+def repetition_penalized(logits: torch.Tensor, seen: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:
+    """Repetition penalty as in CTRL (and vLLM): shrink the logits of the tokens already seen."""
+    return torch.where(seen, torch.where(logits > 0, logits / penalty, logits * penalty), logits)
+
+
 class TransformersModel(ChatTokenizer):
     """A causal LM loaded with transformers; implements the LanguageModel protocol."""
 
@@ -192,31 +197,12 @@ class TransformersModel(ChatTokenizer):
                 break
             at = torch.tensor(live)
             step_logits = logits[at].float()
-            if penalize:  # repetition penalty as in CTRL (and vLLM): shrink the logits of tokens already seen
-                step_seen, step_penalty = seen[at], penalty[at]
-                step_logits = torch.where(
-                    step_seen,
-                    torch.where(step_logits > 0, step_logits / step_penalty, step_logits * step_penalty),
-                    step_logits,
-                )
+            if penalize:
+                step_logits = repetition_penalized(step_logits, seen[at], penalty[at])
             chosen = self._choose(step_logits, temperature[at], top_p[at], [generators[rows[pos]] for pos in live])
             if penalize:
                 seen[at, torch.tensor(chosen)] = True
-            tokens = torch.full((len(rows),), self.pad_id, dtype=torch.long)
-            for pos, token in zip(live, chosen):
-                r = rows[pos]
-                tokens[pos] = token
-                if token in self.eos_ids:
-                    finish[r] = "eos"
-                    rows[pos] = None
-                    continue
-                produced[r].append(token)
-                if reqs[r].stop and self._hit_stop(produced[r], reqs[r].stop):
-                    finish[r] = "stop"
-                elif len(produced[r]) >= reqs[r].max_new_tokens:
-                    finish[r] = "length"
-                if finish[r]:
-                    rows[pos] = None
+            tokens = self._take_tokens(live, chosen, rows, produced, finish, reqs)
             self.stats.generated_tokens += len(live)
             if all(r is None for r in rows):
                 break
@@ -224,6 +210,25 @@ class TransformersModel(ChatTokenizer):
             step = decoder.extend(tokens[:, None], torch.ones((len(rows), 1), dtype=torch.bool), positions[:, None])
             logits = self.model.lm_head(step[:, -1])
         return [self._finish(produced[r], finish[r] or "length", reqs[r].stop) for r in range(b)]
+
+    def _take_tokens(self, live, chosen, rows, produced, finish, reqs) -> torch.Tensor:
+        """Append each live row's chosen token to its sample, end the samples that finished; the step's input ids."""
+        tokens = torch.full((len(rows),), self.pad_id, dtype=torch.long)
+        for pos, token in zip(live, chosen):
+            r = rows[pos]
+            tokens[pos] = token
+            if token in self.eos_ids:
+                finish[r] = "eos"
+                rows[pos] = None
+                continue
+            produced[r].append(token)
+            if reqs[r].stop and self._hit_stop(produced[r], reqs[r].stop):
+                finish[r] = "stop"
+            elif len(produced[r]) >= reqs[r].max_new_tokens:
+                finish[r] = "length"
+            if finish[r]:
+                rows[pos] = None
+        return tokens
 
     @staticmethod
     def _choose(logits, temperature, top_p, generators, head: int = 256) -> list[int]:
