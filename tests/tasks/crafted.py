@@ -59,6 +59,19 @@ CLEAN = {
 }
 
 
+# A third clean item: a haiku, for tests that need more than two trajectories.
+THIRD = {
+    **CLEAN["a"],
+    "trajectory_id": "traj-c",
+    "example_id": "ex-c",
+    "query": "Write a haiku about the first frost on a garden gate, for a child to read aloud.",
+    "answer": "White breath on the latch,\nthe gate creaks a little slower.\n\nThe frost has come in.",
+    "thinking": "Okay, so the request is a haiku for a child. Hmm, maybe the gate itself should be the "
+    "one who notices the cold.\n\nI keep the words small and let the last line arrive quietly, "
+    "with the frost as a visitor rather than a threat.",
+}
+
+
 def fill_store(
     path: Path,
     rows: list[dict],

@@ -11,18 +11,8 @@ import pytest
 
 from reer.tasks.export import NotValidated, solution_text, write_export
 from reer.tasks.quality import QualityConfig, validate
-from tests.tasks.crafted import CLEAN, fill_store
+from tests.tasks.crafted import CLEAN, THIRD, fill_store
 
-THIRD = {
-    **CLEAN["a"],
-    "trajectory_id": "traj-c",
-    "example_id": "ex-c",
-    "query": "Write a haiku about the first frost on a garden gate, for a child to read aloud.",
-    "answer": "White breath on the latch,\nthe gate creaks a little slower.\n\nThe frost has come in.",
-    "thinking": "Okay, so the request is a haiku for a child. Hmm, maybe the gate itself should be the "
-    "one who notices the cold.\n\nI keep the words small and let the last line arrive quietly, "
-    "with the frost as a visitor rather than a threat.",
-}
 FAILING = {**CLEAN["b"], "initial_finish_reason": "length"}  # cut by the token limit: fails thinking_closed
 
 
