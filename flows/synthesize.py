@@ -32,7 +32,7 @@ def synthesize(
 ) -> RunSummary:
     """Search REER thinking for every (query, reference) pair in `inputs` (default: the bundled sample).
 
-    With `from_store`, search the stored examples that have no completed trajectory under
+    With `from_store`, search the stored examples that have no finished (completed or rejected) trajectory under
     this configuration instead (what `ingest` stored), reading no files.
     """
     settings = Settings.of(options)

@@ -25,38 +25,63 @@ def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 def group_by_shared_prefix(contexts: Sequence[Sequence[int]], min_shared: int = 32) -> list[PrefixGroup]:
-    """Group contexts that share at least `min_shared` leading tokens.
+    """Group contexts so that computing each group's shared prefix once saves the most tokens.
 
-    The shared prefix never covers a whole context, so every member keeps at least one
-    token of its own and every target token is predicted inside its member's suffix pass
-    (or from the prefix's last position).
+    A group of m members sharing p leading tokens computes p + sum(len - p) tokens instead of
+    sum(len): it saves (m - 1) * p. The contexts are sorted, so any set that shares a prefix
+    lies in one run, and the runs are chosen to save the most (ties: fewer groups). Two items
+    whose candidates share long prefixes, but only a chat header with each other, are then two
+    groups on their long prefixes, not one on the header. Groups share at least `min_shared`
+    tokens; the rest go together with prefix 0. The shared prefix never covers a whole
+    context, so every member keeps at least one token of its own and every target token is
+    predicted inside its member's suffix pass (or from the prefix's last position).
     """
     order = sorted(range(len(contexts)), key=lambda i: list(contexts[i]))
     groups: list[PrefixGroup] = []
     loose: list[int] = []
-    current: list[int] = []
-    shared = 0
-
-    def close() -> None:
-        if len(current) > 1 and shared >= min_shared:
-            groups.append(PrefixGroup(shared, tuple(current)))
+    for start, end, shared in _best_runs([contexts[i] for i in order], max(min_shared, 1)):
+        if shared:
+            groups.append(PrefixGroup(shared, tuple(order[start:end])))
         else:
-            loose.extend(current)
-
-    for i in order:
-        if current:
-            lcp = min(shared, common_prefix_len(contexts[current[0]], contexts[i]), len(contexts[i]) - 1)
-            if lcp >= min_shared:
-                current.append(i)
-                shared = lcp
-                continue
-            close()
-        current, shared = [i], len(contexts[i]) - 1
-    if current:
-        close()
+            loose.extend(order[start:end])
     if loose:
         groups.append(PrefixGroup(0, tuple(sorted(loose))))
     return groups
+
+
+def _best_runs(ordered: Sequence[Sequence[int]], min_shared: int) -> list[tuple[int, int, int]]:
+    """Split sorted contexts into consecutive runs (start, end, shared prefix; 0: not grouped) saving the most.
+
+    Dynamic programming over run ends: best[e] is the (tokens saved, -groups) of the best
+    split of the first e contexts. A run's shared prefix is the least common prefix of its
+    neighbours (the contexts are sorted), at most each member's length - 1.
+    """
+    n = len(ordered)
+    adjacent = [common_prefix_len(ordered[i], ordered[i + 1]) for i in range(n - 1)]
+    best: list[tuple[int, int]] = [(0, 0)] * (n + 1)
+    cut: list[tuple[int, int]] = [(0, 0)] * (n + 1)
+    for end in range(1, n + 1):
+        best[end], cut[end] = best[end - 1], (end - 1, 0)  # the last context alone, ungrouped
+        shared = len(ordered[end - 1]) - 1
+        for start in range(end - 2, -1, -1):
+            shared = min(shared, adjacent[start], len(ordered[start]) - 1)
+            if shared < min_shared:
+                break  # longer runs share no more
+            option = (best[start][0] + (end - start - 1) * shared, best[start][1] - 1)
+            if option > best[end]:
+                best[end], cut[end] = option, (start, shared)
+    runs: list[tuple[int, int, int]] = []
+    end = n
+    while end:
+        start, shared = cut[end]
+        runs.append((start, end, shared))
+        end = start
+    return runs[::-1]
+
+
+def computed_tokens(groups: Sequence[PrefixGroup], contexts: Sequence[Sequence[int]]) -> int:
+    """Context tokens a scoring pass over these groups computes: each prefix once, then every suffix."""
+    return sum(g.prefix_len + sum(len(contexts[m]) - g.prefix_len for m in g.members) for g in groups)
 
 
 def chunk_by_budget(lengths: Sequence[int], budget: int, max_rows: int | None = None) -> list[list[int]]:

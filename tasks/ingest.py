@@ -230,7 +230,7 @@ ingest_examples = task(ingest_files, name="ingest_examples", cache_policy=NO_CAC
 def select_pending(
     store, config, prompt_version: str, generator_model: str, scorer_model: str, limit: int | None = None
 ) -> Ingested:
-    """Stored examples with no completed trajectory under this search configuration, prompts and models."""
+    """Stored examples with no finished (completed or rejected) trajectory under this search configuration, prompts and models."""
     from reer.sql import read_sql
 
     frame = store.query(

@@ -36,7 +36,7 @@ def run(
     from_store: bool = typer.Option(
         False,
         "--from-store",
-        help="search the stored examples with no completed trajectory under these settings (what `reer ingest` stored)",
+        help="search the stored examples with no finished (completed or rejected) trajectory under these settings (what `reer ingest` stored)",
     ),
     db: Db = None,
     out_dir: Out = None,

@@ -1,12 +1,15 @@
--- Stored examples with no completed trajectory under one configuration: the search settings'
+-- Stored examples with no finished trajectory under one configuration: the search settings'
 -- hash, the prompt version and both models (the parts of a trajectory id besides the example).
+-- A trajectory with any outcome is finished, completed or rejected: the same inputs and
+-- settings would only repeat it (prepare_searches skips it too), so a rejected one must not
+-- come back every night and take the place of examples never searched.
 SELECT x.*
 FROM examples x
 WHERE NOT EXISTS (
     SELECT 1
     FROM trajectories t
     JOIN outcomes o ON o.trajectory_id = t.trajectory_id
-    WHERE t.example_id = x.example_id AND o.status = 'completed'
+    WHERE t.example_id = x.example_id
       AND t.config_hash = $config_hash AND t.prompt_version = $prompt_version
       AND t.generator_model = $generator_model AND t.scorer_model = $scorer_model
 )

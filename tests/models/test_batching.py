@@ -1,4 +1,6 @@
-from reer.models.batching import chunk_by_budget, common_prefix_len, group_by_shared_prefix
+import random
+
+from reer.models.batching import chunk_by_budget, common_prefix_len, computed_tokens, group_by_shared_prefix
 
 
 def test_common_prefix_len():
@@ -55,3 +57,46 @@ def test_similar_length_runs_pad_little_and_keep_order():
         list(range(k, k + 10)) for k in range(0, 100, 10)
     ]
     assert similar_length_runs([]) == []
+
+
+def two_items_two_candidates():
+    """2 items x 2 candidates: a 40-token chat header for all, 430 tokens shared within an item, 70 of each candidate's own."""
+    header = list(range(40))
+    contexts = []
+    for item in (1, 2):
+        body = header + [1000 * item + t for t in range(390)]
+        contexts += [body + [100_000 * item + 1000 * c + t for t in range(70)] for c in (1, 2)]
+    return contexts
+
+
+def test_items_sharing_only_a_header_keep_their_own_long_prefixes():
+    contexts = two_items_two_candidates()
+    assert common_prefix_len(contexts[0], contexts[1]) == 430 and common_prefix_len(contexts[1], contexts[2]) == 40
+    groups = group_by_shared_prefix(contexts, min_shared=32)
+    assert sorted(g.members for g in groups) == [(0, 1), (2, 3)]
+    assert all(g.prefix_len >= 430 for g in groups)
+    # One group on the 40-token header computed 40 + 4 x 460 = 1880 context tokens; two on 430 compute 2 x 430 + 4 x 70.
+    assert computed_tokens(groups, contexts) == 1140
+    assert computed_tokens([type(groups[0])(40, (0, 1, 2, 3))], contexts) == 1880
+
+
+def test_a_group_is_split_only_where_splitting_saves_tokens():
+    shared = list(range(100))
+    contexts = [shared + [500 + p] * 10 + [c, 7] for p in (1, 2) for c in (1, 2)]  # pairs share 110, all 100
+    groups = group_by_shared_prefix(contexts, min_shared=32)
+    assert [(g.prefix_len, g.members) for g in groups] == [(100, (0, 1, 2, 3))]  # saves 3 x 100 > 2 x 110
+
+
+def test_groups_are_valid_on_random_contexts():
+    rng = random.Random(0)
+    for _ in range(200):
+        heads = [[rng.randrange(3) for _ in range(rng.randrange(0, 60))] for _ in range(3)]
+        contexts = [rng.choice(heads) + [rng.randrange(3) for _ in range(rng.randrange(0, 50))] for _ in range(8)]
+        groups = group_by_shared_prefix(contexts, min_shared=8)
+        assert sorted(m for g in groups for m in g.members) == list(range(8))
+        for g in groups:
+            assert g.prefix_len == 0 or (g.prefix_len >= 8 and len(g.members) >= 2)
+            for m in g.members:  # the prefix is shared by every member and leaves each a token of its own
+                assert contexts[m][: g.prefix_len] == contexts[g.members[0]][: g.prefix_len]
+                assert g.prefix_len < len(contexts[m]) or g.prefix_len == 0
+        assert sum(g.prefix_len == 0 for g in groups) <= 1

@@ -356,7 +356,8 @@ def test_pending_examples_are_those_without_a_completed_trajectory_under_this_co
         ],
     )
     pending = select_pending.fn(store, config, "p1", "g", "s")
-    assert len(pending.examples) == 18 and ids[0] not in {e.example_id for e in pending.examples}
+    # t0 completed and t1 rejected are both finished; t2 has no outcome yet and stays pending.
+    assert len(pending.examples) == 17 and not {ids[0], ids[1]} & {e.example_id for e in pending.examples}
     assert len(select_pending.fn(store, config, "p2", "g", "s").examples) == 19  # another prompt version: all pending
     assert len(select_pending.fn(store, SearchConfig(tau=0.1), "p1", "g", "s", limit=4).examples) == 4
     store.close()
@@ -379,3 +380,45 @@ def test_a_reference_too_long_for_the_scorer_is_rejected_in_its_tokens(tmp_path,
     assert (reject["source_record"], reject["reason"]) == ("line 1", "too_long")
     assert "8192-token context" in reject["detail"]
     assert [e.source_record for e in loaded.examples] == ["line 2"] and loaded.examples[0].tokens < 300
+
+
+def test_an_example_whose_trajectory_was_rejected_is_not_pending_again(tmp_path):
+    """A rejected trajectory is finished: the nightly queue must not pick its example again."""
+    from reer.settings import SearchConfig
+    from reer.tasks.ingest import select_pending
+
+    store = Store(tmp_path / "reer.duckdb")
+    ingest_files(store, "run-1", [shared_file(SHARED[0])])
+    first = select_pending.fn(store, SearchConfig(), "p1", "g", "s", limit=2).examples
+    rejected, unfinished = first[0].example_id, first[1].example_id
+    config = SearchConfig()
+    common = {"run_id": "run-2", "config_hash": config.fingerprint(), "prompt_version": "p1"}
+    common |= {"generator_model": "g", "scorer_model": "s"}
+    store.write(
+        "trajectories",
+        [
+            {**common, "trajectory_id": "t-rej", "example_id": rejected},
+            {**common, "trajectory_id": "t-open", "example_id": unfinished},  # started, no outcome yet
+        ],
+    )
+    store.write(
+        "outcomes",
+        [
+            {
+                "trajectory_id": "t-rej",
+                "run_id": "run-2",
+                "status": "rejected",
+                "reason": "single_segment",
+                "steps": 0,
+                "accepted_edits": 0,
+                "segments": 1,
+            }
+        ],
+    )
+    pending = [e.example_id for e in select_pending.fn(store, config, "p1", "g", "s").examples]
+    assert rejected not in pending and len(pending) == 18
+    assert pending[0] == unfinished  # no outcome yet: resumed, and first in line as before
+    assert select_pending.fn(store, config, "p1", "g", "s", limit=1).examples[0].example_id == unfinished
+    # Other settings or models have not searched it: pending there.
+    assert rejected in [e.example_id for e in select_pending.fn(store, config, "p1", "g", "other").examples]
+    store.close()

@@ -230,3 +230,83 @@ def test_a_stop_waits_for_the_scoring_of_what_was_just_generated():
     (initial,) = [r for r in records if isinstance(r, RevisionRecord)]
     assert initial.kind == "initial" and initial.status == "scored" and initial.score is not None
     assert model.calls == 1  # and no rewrite was asked for after the stop
+
+
+# -- the acceptance rule, with scores set exactly ----------------------------------------
+# score = -mean(clip(logp, -2, 0)), so one scored token of log-probability -s scores exactly s.
+
+
+def scored_as(*scores):
+    return [[-s] for s in scores]
+
+
+def at_first_step(initial=1.5):
+    """A search whose z(0) scored `initial` and that now asks for segment 1's candidates."""
+    search, _ = make_search()
+    search.on_generated([Generation(" " + "\n\n".join(PARAS), "stop", 120)])
+    search.on_scored(scored_as(initial))
+    assert isinstance(search.need, GenerationNeed) and search.step == 1 and search.best.score == initial
+    return search
+
+
+def step_with(candidate_scores, initial=1.5):
+    """Run segment 1's step with one distinct rewrite per score; the search and the step's candidates."""
+    search = at_first_step(initial)
+    original = list(search.segments)
+    rewrites = [Generation(f" rewrite number {c} of the first segment " + "x" * 30, "stop", 20) for c in range(2)]
+    assert search.on_generated(rewrites) == [] and isinstance(search.need, ScoringNeed)
+    records = search.on_scored(scored_as(*candidate_scores))
+    candidates = [r for r in records if isinstance(r, RevisionRecord) and r.kind == "candidate"]
+    assert [c.score for c in candidates] == list(candidate_scores)
+    return search, candidates, original
+
+
+def test_candidates_worse_than_the_incumbent_are_not_accepted_and_the_segment_stays():
+    search, candidates, original = step_with((1.6, 1.7))
+    assert not any(c.accepted for c in candidates)
+    assert search.segments == original and search.best.kind == "initial" and search.best.score == 1.5
+    assert search.accepted_edits == 0
+
+
+def test_the_lowest_of_the_candidates_is_accepted_wherever_it_comes():
+    for scores, winner in (((1.40, 1.30), 1), ((1.30, 1.40), 0)):
+        search, candidates, original = step_with(scores)
+        assert [c.accepted for c in candidates] == [c == winner for c in range(2)]
+        assert search.best is candidates[winner] and search.best.score == 1.30
+        assert search.segments[0] == candidates[winner].segment_text != original[0]
+        assert search.segments[1:] == original[1:] and search.accepted_edits == 1
+
+
+def test_a_candidate_that_only_ties_the_incumbent_is_not_accepted():
+    search, candidates, original = step_with((1.5, 1.6))
+    assert candidates[0].score == search.best.score == 1.5
+    assert not any(c.accepted for c in candidates) and search.best.kind == "initial"
+    assert search.segments == original and search.accepted_edits == 0
+
+
+def test_a_score_equal_to_tau_does_not_stop_the_search():
+    search = at_first_step(initial=0.25)  # "stop when under tau": 0.25 is not under 0.25
+    assert not search.done and search.config.tau == 0.25
+    search = at_first_step(initial=0.5)
+    rewrites = [Generation(f" rewrite {c} of the first segment " + "x" * 30, "stop", 20) for c in range(2)]
+    search.on_generated(rewrites)
+    (outcome,) = [r for r in search.on_scored(scored_as(0.24, 0.3)) if isinstance(r, OutcomeRecord)]
+    assert outcome.reason == "below_tau" and outcome.final_score == 0.24 and outcome.steps == 1
+
+
+def test_search_defaults_are_the_authors_and_reach_the_requests():
+    defaults = SearchConfig()
+    assert (defaults.tau, defaults.max_steps, defaults.k, defaults.temperature, defaults.top_p) == (
+        0.25,
+        10,
+        2,
+        0.8,
+        0.85,
+    )
+    search, _ = make_search(SearchConfig(min_thinking_tokens=10))
+    request = search.need.request
+    assert (request.n, request.temperature, request.top_p) == (1, 0.8, 0.85)  # z(0): one sample
+    search.on_generated([Generation(" " + "\n\n".join(PARAS), "stop", 120)])
+    search.on_scored(scored_as(1.5))
+    request = search.need.request
+    assert (request.n, request.temperature, request.top_p) == (2, 0.8, 0.85)  # k rewrites per segment
