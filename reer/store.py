@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -56,11 +57,63 @@ def snapshot_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}.snapshot{path.suffix or '.duckdb'}")
 
 
-def _busy_message(path: Path, error: Exception) -> str:
-    return (
-        f"{path} is held by another reer process that is writing to it; wait for that run to finish "
-        f"(readers get its snapshot {snapshot_path(path).name}, published after its batches). ({error.__class__.__name__})"
-    )
+# What `reer sql` and other readers may do: read this file. No file is written or read besides it
+# (COPY TO, EXPORT, ATTACH, read_csv), no extension installed or loaded, no setting changed.
+READ_ONLY = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "lock_configuration": True,
+}
+# DuckDB's lock error: `Could not set lock on file "...": Conflicting lock is held in <exe> (PID <n>)`
+_HOLDER = re.compile(r"Conflicting lock is held in (?P<exe>.+?) \(PID (?P<pid>\d+)\)")
+
+
+def is_lock_error(error: BaseException) -> bool:
+    """Whether DuckDB refused to open a file because another process holds its lock."""
+    text = str(error).lower()
+    return "could not set lock" in text or "conflicting lock" in text
+
+
+def _command_line(pid: int, exe: str) -> list[str]:
+    """The holder's arguments (Linux's /proc, where readable), else the program DuckDB named."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        raw = b""
+    argv = [a for a in raw.decode(errors="replace").split("\0") if a]
+    return argv or [exe]
+
+
+def _is_reer(argv: list[str]) -> bool:
+    """`reer ...`, `python .../bin/reer ...`, `python -m reer...` or a Prefect worker's flow run."""
+    if any(Path(a).name == "reer" for a in argv[:2]):
+        return True
+    module = argv[argv.index("-m") + 1] if "-m" in argv[:-1] else ""
+    return module.split(".")[0] == "reer" or module == "prefect.engine"
+
+
+def _busy_message(path: Path, error: BaseException) -> str:
+    holder = _HOLDER.search(str(error))
+    if holder is None:
+        return (
+            f"{path} is open in another process (a reer run, or a program reading it); "
+            f"close it or wait for it to finish ({error.__class__.__name__})"
+        )
+    pid = int(holder["pid"])
+    argv = _command_line(pid, holder["exe"])
+    if _is_reer(argv):
+        return (
+            f"{path} is held by another reer process (PID {pid}) that is writing to it; wait for that run to finish "
+            f"(readers get its snapshot {snapshot_path(path).name}, published after its batches)"
+        )
+    if len(argv) > 2 and argv[1] == "-c":
+        argv = [*argv[:2], "...", *argv[3:]]  # the program's code itself says little
+    command = " ".join([Path(argv[0]).name, *argv[1:]])
+    command = "".join(c if c.isprintable() else " " for c in command)  # one line, nothing for the terminal
+    if len(command) > 200:
+        command = command[:197] + "..."
+    return f"{path} is open in another process (PID {pid}: {command}); close it or wait for it to finish"
 
 
 class Store:
@@ -78,7 +131,7 @@ class Store:
                 for statement in [s for script in scripts for s in _statements(script)]:
                     con.exec_driver_sql(statement)
         except Exception as error:  # duckdb raises IOException through SQLAlchemy's wrapper
-            if "lock" in str(error).lower():
+            if is_lock_error(error):
                 raise StoreBusy(_busy_message(self.path, error)) from None
             raise
         # Lightweight table handles from the catalog: the .sql files stay the only schema
@@ -170,7 +223,7 @@ def refuse_if_held(path: Path) -> None:
     try:
         duckdb.connect(str(path), read_only=True).close()
     except duckdb.IOException as error:
-        if "lock" in str(error).lower():
+        if is_lock_error(error):
             raise StoreBusy(_busy_message(path, error)) from None
         raise
 
@@ -181,12 +234,14 @@ def read_only_query(path: Path, sql: str, **params: Any) -> pl.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"no reer database at {path} (run `reer run` first, or pass --db)")
     try:
-        con = duckdb.connect(str(path), read_only=True)
+        con = duckdb.connect(str(path), read_only=True, config=READ_ONLY)
     except duckdb.IOException as error:
+        if not is_lock_error(error):
+            raise
         snapshot = snapshot_path(path)
-        if "lock" not in str(error).lower() or not snapshot.exists():
+        if not snapshot.exists():
             raise StoreBusy(_busy_message(path, error)) from None
-        con = duckdb.connect(str(snapshot), read_only=True)
+        con = duckdb.connect(str(snapshot), read_only=True, config=READ_ONLY)
         taken = time.strftime("%H:%M:%S", time.localtime(snapshot.stat().st_mtime))
         notice(f"a run is writing {path}; reading its snapshot of {taken} (rows up to its last finished batch)")
     try:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import sys
 import unicodedata
 from collections.abc import Callable
+from functools import cache
 
 from reer.tasks.prompts import detect_language
 
@@ -18,10 +20,24 @@ _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
 
 
+@cache
+def _format_controls() -> re.Pattern[str]:
+    """Every format character (Unicode category Cf), computed once from this Python's Unicode tables.
+
+    Bidi controls (U+202A-202E, U+2066-2069, U+200E/F, U+061C) reorder what a reader sees: a
+    category or query could show one text and hash as another. All of Cf goes, ZWJ and ZWNJ
+    included as before (_INVISIBLE): reer takes English and Chinese only, which never need them;
+    the scripts that do (Persian, Indic) are rejected as unsupported. The cost: an emoji ZWJ
+    sequence falls apart into its emoji, and a tag flag (Scotland's) shows as a black flag.
+    """
+    points = [c for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Cf"]
+    return re.compile("[" + "".join(re.escape(chr(c)) for c in points) + "]")
+
+
 def normalize_text(text: str) -> str:
-    """NFC, Unix newlines, plain spaces, no control or zero-width characters, one blank line at most."""
+    """NFC, Unix newlines, plain spaces, no control, format (bidi, zero-width) characters, one blank line at most."""
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
-    text = _CONTROL.sub("", text.translate(_INVISIBLE))
+    text = _format_controls().sub("", _CONTROL.sub("", text.translate(_INVISIBLE)))
     text = _SPACES.sub(" ", text)
     text = "\n".join(line.rstrip() for line in text.split("\n"))
     # Paragraphs are split on blank lines downstream; longer blank runs mean nothing more.

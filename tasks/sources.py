@@ -43,6 +43,11 @@ def _text_field(kind: str, value: object, names: tuple[str, ...] | None) -> tupl
     return cleaned, None
 
 
+def _category_text(value: object) -> str | None:
+    """A given category normalized like the text (no bidi or control characters), on one line."""
+    return None if value is None else " ".join(normalize_text(str(value)).split())
+
+
 def drop_placeholders(query: str, placeholders: tuple[str, ...]) -> str:
     """Remove template slots such as <SEED> together with the spaces around them."""
     for slot in placeholders:
@@ -123,7 +128,7 @@ def to_example(
             "unsupported_language",
             "the text is mostly in a script other than Latin or Chinese; reer's prompts are English and Chinese",
         )
-    category, category_given, how = given_category(values["category"], taxonomy)
+    category, category_given, how = given_category(_category_text(values["category"]), taxonomy)
     source_id = values["id"] if values["id"] is not None else raw.key
     return Example(
         example_id=example_id(query, reference),

@@ -38,6 +38,7 @@ def sql(
     path = store_path(db)
     import duckdb
 
+    from reer.cli.rendering import clean
     from reer.store import StoreBusy, read_only_query
 
     try:
@@ -45,11 +46,12 @@ def sql(
     except (StoreBusy, FileNotFoundError) as error:
         fail(str(error))
     except duckdb.Error as error:
-        fail(first_line(error))
+        fail(clean(first_line(error)))  # a conversion error quotes the value
+    # csv and json are cleaned too: no escape sequence reaches a terminal (json escapes C0 itself)
     if format == "csv":
-        sys.stdout.write(frame.write_csv())
+        sys.stdout.write(clean(frame.write_csv()))
     elif format == "json":
-        sys.stdout.write(json.dumps(frame.to_dicts(), default=str, ensure_ascii=False, indent=1) + "\n")
+        sys.stdout.write(clean(json.dumps(frame.to_dicts(), default=str, ensure_ascii=False, indent=1)) + "\n")
     else:
         from reer.cli.rendering import print_frame
 

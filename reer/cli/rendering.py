@@ -2,11 +2,13 @@
 and score chart, the sources table and the checks table.
 
 Cells and lines holding stored data are rich `Text`, never markup: a query or a file name with
-brackets in it prints as it is.
+brackets in it prints as it is. They pass through `clean` first: a stored escape sequence never
+reaches the terminal.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +26,24 @@ if TYPE_CHECKING:
 SHORT_CELL = 40  # a column whose cells are all this short (ids, numbers, dates, names) never folds
 LONG_MIN = 20  # a long text column is folded down to this width at the least
 SOURCE_STATUSES = ("loaded", "duplicate", "known", "over_limit", "rejected")
+# Whole escape sequences first (CSI with its parameters; OSC, DCS, SOS, PM and APC up to their
+# terminator; the other ESC forms), then any control character left: C0 but newline and tab, DEL, C1.
+_CONTROLS = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"
+    r"|\x1b[\]PX^_][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)"
+    r"|\x1b[ -/]*[0-~]"
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+)
+
+
+def clean(text: str) -> str:
+    """Stored text as it may reach a terminal: no escape sequence, no control character but newline and tab."""
+    return _CONTROLS.sub("", text)
+
+
+def data(value: Any) -> Text:
+    """A cell or line of stored data: cleaned, and never markup."""
+    return Text(clean(dash(value)))
 
 
 def out() -> Console:
@@ -69,14 +89,14 @@ def print_summary(summary: RunSummary) -> None:
         ("report", summary.report or "-"),
     ]
     for name, value in rows:
-        table.add_row(name, Text(dash(value)))
+        table.add_row(name, data(value))
     console = out()
     console.print(table)
     for r in summary.rejects_by_reason:
-        console.print(f"  rejected at {r['stage']}: {r['reason']} x{r['n']}", markup=False)
+        console.print(data(f"  rejected at {r['stage']}: {r['reason']} x{r['n']}"))
     for name, rate in summary.pass_rates.items():
         if rate < 1:
-            console.print(f"  check {name}: {100 * rate:.1f}% pass", markup=False)
+            console.print(data(f"  check {name}: {100 * rate:.1f}% pass"))
 
 
 def cell(value: Any) -> str:
@@ -90,6 +110,8 @@ def print_rows(names: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     When even the long columns at LONG_MIN leave too little room, the table is printed wider than
     the terminal rather than folding an id or a number.
     """
+    names = [clean(name) for name in names]
+    rows = [[clean(value) for value in row] for row in rows]
     table = Table()
     needed = 3 * len(names) + 1  # borders and padding
     for index, name in enumerate(names):
@@ -118,19 +140,22 @@ def print_revisions(revisions: pl.DataFrame) -> None:
     runs = ", ".join(dict.fromkeys(revisions["run_id"].to_list()))
     console = out()
     console.print(
-        Text.assemble((f"trajectory {first['trajectory_id']}", "bold"), f"  run {runs}  example {first['example_id']}")
+        Text.assemble(
+            (clean(f"trajectory {first['trajectory_id']}"), "bold"),
+            clean(f"  run {runs}  example {first['example_id']}"),
+        )
     )
-    console.print(Text.assemble(("query:", "dim"), " ", first["query"][:300]))
+    console.print(Text.assemble(("query:", "dim"), " ", clean(first["query"][:300])))
     table = Table()
     for name in ("step", "segment", "cand", "status", "accepted", "score", "nll", "ppl", "text"):
         table.add_column(name, overflow="fold")
     for r in revisions.iter_rows(named=True):
-        text = (r["segment_text"] if r["kind"] == "candidate" else r["thinking"]) or ""
+        text = clean((r["segment_text"] if r["kind"] == "candidate" else r["thinking"]) or "")
         table.add_row(
             str(r["step"]),
             dash(r["segment_index"]),
             dash(r["candidate_index"]),
-            Text(r["status"]),
+            data(r["status"]),
             "yes" if r["accepted"] else "",
             num(r["score"]),
             num(r["nll"]),
@@ -162,7 +187,7 @@ def score_chart(revisions: pl.DataFrame) -> str:
 def print_sources(run_id: str, rows: list[dict]) -> None:
     """One table row per file with its records per status, then its rejects per reason."""
     table = Table(
-        title=Text(f"sources read by run {run_id}"),
+        title=data(f"sources read by run {run_id}"),
         title_justify="left",
         caption_justify="left",
         caption="dupes: merged into the same pair read earlier in this run; known: stored by an earlier run",
@@ -176,13 +201,13 @@ def print_sources(run_id: str, rows: list[dict]) -> None:
     labels = {f: (n if names.count(n) == 1 else f) for f, n in zip(files, names)}
     for source in files:
         counts = {s: sum(r["n"] for r in rows if r["source"] == source and r["status"] == s) for s in SOURCE_STATUSES}
-        table.add_row(Text(labels[source]), str(sum(counts.values())), *[str(counts[s]) for s in SOURCE_STATUSES])
+        table.add_row(data(labels[source]), str(sum(counts.values())), *[str(counts[s]) for s in SOURCE_STATUSES])
     console = out()
     console.print(table)
     for source in files:
         for r in rows:
             if r["source"] == source and r["status"] == "rejected":
-                console.print(f"  {labels[source]}: rejected {r['reason']} x{r['n']}", markup=False)
+                console.print(data(f"  {labels[source]}: rejected {r['reason']} x{r['n']}"))
 
 
 def print_checks(rates: pl.DataFrame, specs: Sequence[Any]) -> None:
@@ -194,8 +219,8 @@ def print_checks(rates: pl.DataFrame, specs: Sequence[Any]) -> None:
     signs = {s.name: ">=" if s.bound == "min" else "<=" for s in specs}
     for r in sorted(rates.iter_rows(named=True), key=lambda r: order.get(r["check_name"], len(order))):
         table.add_row(
-            r["suite"],
-            r["check_name"],
+            data(r["suite"]),
+            data(r["check_name"]),
             f"{signs.get(r['check_name'], '')} {r['threshold']:g}",
             f"{r['passed']} / {r['checked']}",
             f"{100 * r['pass_rate']:.1f}%",

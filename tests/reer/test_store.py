@@ -57,14 +57,21 @@ def test_a_second_writer_is_refused_before_it_opens_the_store(tmp_path):
     refuse_if_held(db)  # no file yet: nothing holds it
     duckdb.connect(str(db)).close()
     refuse_if_held(db)  # a file nobody holds
-    writer = subprocess.Popen([sys.executable, "-c", HOLD_AS_WRITER, str(db)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert writer.stdout.readline().strip() == "held"
-        with pytest.raises(StoreBusy, match="held by another reer process"):
-            refuse_if_held(db)
-    finally:
-        writer.kill()
-        writer.wait()
+    # A `reer run` (here a script named reer, as `python .venv/bin/reer run` shows in /proc), then any other program.
+    script = tmp_path / "reer"
+    script.write_text(HOLD_AS_WRITER)
+    for command, expected in (
+        ([str(script), str(db)], r"held by another reer process \(PID {pid}\) that is writing to it; wait"),
+        (["-c", HOLD_AS_WRITER, str(db)], r"is open in another process \(PID {pid}: python -c \.\.\. .*reer.duckdb\)"),
+    ):
+        writer = subprocess.Popen([sys.executable, *command], stdout=subprocess.PIPE, text=True)
+        try:
+            assert writer.stdout.readline().strip() == "held"
+            with pytest.raises(StoreBusy, match=expected.format(pid=writer.pid)):
+                refuse_if_held(db)
+        finally:
+            writer.kill()
+            writer.wait()
     refuse_if_held(db)  # the writer is gone
 
 
@@ -80,3 +87,84 @@ def test_a_key_that_is_not_a_column_fails_loudly_and_writes_nothing(tmp_path):
         assert store.query("SELECT detail FROM run_events")["detail"][0] == '{"a": 1}'
     finally:
         store.close()
+
+
+def _tries_to_write(db, tmp_path) -> dict[str, str]:
+    """Statements a read-only reader must refuse, each writing a file or changing a setting."""
+    return {
+        "copy over the store": f"COPY (SELECT 1 AS a) TO '{db}'",
+        "copy to a file": f"COPY (SELECT 1 AS a) TO '{tmp_path / 'out.csv'}'",
+        "export": f"EXPORT DATABASE '{tmp_path / 'exported'}'",
+        "attach for writing": f"ATTACH '{tmp_path / 'other.duckdb'}' AS other (READ_WRITE)",
+        "read a file": "SELECT * FROM read_csv('/etc/hostname')",
+        "set": "SET threads = 1",
+        "install": "INSTALL httpfs",
+    }
+
+
+def _assert_read_only(db, tmp_path) -> None:
+    size = db.stat().st_size
+    for what, statement in _tries_to_write(db, tmp_path).items():
+        with pytest.raises(duckdb.Error):
+            read_only_query(db, statement)
+            pytest.fail(f"{what} was allowed: {statement}")
+    assert db.stat().st_size == size
+    assert not any((tmp_path / name).exists() for name in ("out.csv", "exported", "other.duckdb"))
+    # The store's own tables and views still read.
+    assert read_only_query(db, "SELECT count(*) AS n FROM run_events")["n"][0] == 1
+    assert read_only_query(db, "SELECT count(*) AS n FROM run_overview")["n"][0] == 0  # no run row: none
+
+
+def test_a_reader_writes_no_file_and_changes_no_setting(tmp_path):
+    db = tmp_path / "reer.duckdb"
+    store = Store(db)
+    store.write("run_events", [{"run_id": "r1", "status": "running"}])
+    store.close()
+    _assert_read_only(db, tmp_path)
+
+
+def test_a_reader_of_the_snapshot_writes_no_file_either(tmp_path, capfd):
+    db = tmp_path / "reer.duckdb"
+    store = Store(db)
+    store.write("run_events", [{"run_id": "r1", "status": "running"}])
+    store.publish_snapshot()
+    store.close()  # the snapshot stays, as while a run writes
+    writer = subprocess.Popen([sys.executable, "-c", HOLD_AS_WRITER, str(db)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "held"
+        _assert_read_only(snapshot_path(db), tmp_path)
+        assert read_only_query(db, "SELECT count(*) AS n FROM run_events")["n"][0] == 1
+        assert "reading its snapshot" in capfd.readouterr().err
+        with pytest.raises(duckdb.Error):
+            read_only_query(db, f"COPY (SELECT 1 AS a) TO '{tmp_path / 'out.csv'}'")
+        assert not (tmp_path / "out.csv").exists()
+    finally:
+        writer.kill()
+        writer.wait()
+
+
+HOLD_AS_READER = (
+    "import duckdb, sys, time; con = duckdb.connect(sys.argv[1], read_only=True); print('held', flush=True); "
+    "time.sleep(60)"
+)
+
+
+def test_a_reader_in_another_process_is_named_by_its_pid(tmp_path):
+    db = tmp_path / "reer.duckdb"
+    Store(db).close()
+    reader = subprocess.Popen(
+        [sys.executable, "-c", HOLD_AS_READER, str(db), "notebook.py"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert reader.stdout.readline().strip() == "held"
+        refuse_if_held(db)  # it opens read-only, which a reader allows; the writer's Store is what it stops
+        with pytest.raises(StoreBusy) as refused:
+            Store(db)
+    finally:
+        reader.kill()
+        reader.wait()
+    message = str(refused.value)
+    assert f"reer.duckdb is open in another process (PID {reader.pid}: python" in message, message
+    assert "notebook.py" in message and "close it or wait for it to finish" in message
+    assert "reer process that is writing" not in message and "\n" not in message
+    Store(db).close()  # the reader is gone

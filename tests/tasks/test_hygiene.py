@@ -20,3 +20,31 @@ def test_too_long_counts_query_and_reference():
     assert too_long("a b", "c d e", words, 5) == (5, False)
     assert too_long("a b", "c d e f", words, 5) == (6, True)
     assert too_long("", "c d e f", words, 5) == (4, False)
+
+
+def test_normalize_text_drops_bidi_and_other_format_controls():
+    # U+202E flips what follows on screen; U+2066-2069 and U+200E/F are the other direction marks.
+    assert normalize_text("fic\u202etion") == "fiction"
+    assert normalize_text("\u2066a\u2069\u200eb\u200f\u061cc\u2064") == "abc"
+    assert normalize_text("写\u202e作") == "写作"
+
+
+def test_a_given_category_is_normalized_like_the_text(tmp_path):
+    import json
+
+    from reer.tasks.mappings import field_pairs, parse_overrides
+    from reer.tasks.sources import read_source
+
+    path = tmp_path / "odd.jsonl"
+    record = {"ask": "Write a note.", "text": "A" * 120, "kind": " my\u202e\u00a0  own\u200b\tkind\x07 "}
+    path.write_text(json.dumps(record) + "\n")
+    (example,) = read_source(path, parse_overrides(field_pairs(["query=ask", "reference=text", "category=kind"])))
+    assert (example.category, example.category_given, example.category_source) == (
+        "my own kind",
+        "my own kind",
+        "given",
+    )
+    poem = {**record, "kind": "Po\u202eetry"}
+    path.write_text(json.dumps(poem) + "\n")
+    (example,) = read_source(path, parse_overrides(field_pairs(["query=ask", "reference=text", "category=kind"])))
+    assert (example.category, example.category_source) == ("poem", "mapped")

@@ -140,3 +140,28 @@ def test_help_and_sql_start_without_prefect_torch_or_a_model(tmp_path):
         done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr[-2000:]
         assert done.stdout.strip().splitlines()[-1] == "heavy:", f"{args[0]} imported {done.stdout.strip()}"
+
+
+def test_sql_prints_no_control_sequence_in_any_format(tmp_path):
+    db = crafted_db(tmp_path)
+    query = "SELECT 'a' || chr(27) || ']0;pwned' || chr(7) || 'b' || chr(155) || 'c' AS v"
+    for format in ("table", "csv", "json"):
+        result = CliRunner().invoke(app, ["sql", query, "--db", str(db), "-f", format], terminal_width=200)
+        assert result.exit_code == 0, result.output
+        if format == "json":  # json writes C0 as escapes, which a terminal prints as text; C1 goes
+            assert '"a\\u001b]0;pwned\\u0007bc"' in result.output, result.output
+        else:
+            assert "pwned" not in result.output and "abc" in result.output, (format, result.output)
+        assert not any(ord(c) < 0x20 and c not in "\n\t" or 0x7F <= ord(c) <= 0x9F for c in result.output)
+
+
+def test_sql_refuses_to_write_a_file_in_one_line(tmp_path):
+    db = crafted_db(tmp_path)
+    size = db.stat().st_size
+    for statement in (f"COPY (SELECT 1 AS a) TO '{tmp_path / 'x.csv'}'", f"COPY (SELECT 1 AS a) TO '{db}'"):
+        result = CliRunner().invoke(app, ["sql", statement, "--db", str(db)], env={"COLUMNS": "40"})
+        assert result.exit_code == 1 and result.output.startswith("reer: "), result.output
+        assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert not (tmp_path / "x.csv").exists() and db.stat().st_size == size
+    views = CliRunner().invoke(app, ["sql", "SELECT count(*) AS n FROM run_overview", "--db", str(db)])
+    assert views.exit_code == 0 and "1 row" in views.output, views.output

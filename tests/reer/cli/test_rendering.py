@@ -39,3 +39,54 @@ def test_short_cells_stay_whole_where_the_long_ones_fold(capsys, monkeypatch):
     lines = capsys.readouterr().out.splitlines()
     assert any(ids[0] in line and ids[1] in line for line in lines)
     assert max(len(line) for line in lines) <= 70 and len(lines) > 5  # the thinking folded to fit
+
+
+PWNED = "\x1b]0;pwned\x07"  # sets the terminal's title
+
+
+def assert_no_control(printed: str) -> None:
+    bad = [c for c in printed if c not in "\n\t" and (ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F)]
+    assert not bad, repr(printed)
+
+
+def test_stored_text_reaches_the_terminal_without_control_sequences(capsys, monkeypatch):
+    from reer.cli.rendering import clean
+
+    assert clean(f"a{PWNED}b\x1b[31mred\x1b[0m\x9b2J\x00c\td\r\ne") == "ab" + "red" + "2Jc\td\ne"
+    assert clean("\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\") == "link"  # OSC 8 ends with ESC \
+    assert clean("第一段\n\u3000第二段 é") == "第一段\n\u3000第二段 é"
+    monkeypatch.setenv("COLUMNS", "100")
+    print_rows((f"name{PWNED}", "text"), [[f"id{PWNED}", f"line one{PWNED}\nline two\x1b[2J"]])
+    printed = capsys.readouterr().out
+    assert_no_control(printed)
+    assert "pwned" not in printed and "id" in printed and "line one" in printed and "line two" in printed
+    assert not any("line one" in line and "line two" in line for line in printed.splitlines())  # still two lines
+
+
+def test_an_items_revisions_print_without_control_sequences(capsys, monkeypatch):
+    import polars as pl
+
+    from reer.cli.rendering import print_revisions
+
+    monkeypatch.setenv("COLUMNS", "160")
+    row = {
+        "trajectory_id": f"t1{PWNED}",
+        "run_id": f"r1{PWNED}",
+        "example_id": f"e1{PWNED}",
+        "query": f"Write{PWNED} a poem",
+        "kind": "initial",
+        "step": 0,
+        "segment_index": None,
+        "candidate_index": None,
+        "status": f"initial{PWNED}",
+        "accepted": True,
+        "score": 1.5,
+        "nll": 0.4,
+        "ppl": 1.5,
+        "segment_text": None,
+        "thinking": f"Okay{PWNED}, so\x1b[2J the poem",
+    }
+    print_revisions(pl.DataFrame([row]))
+    printed = capsys.readouterr().out
+    assert_no_control(printed)
+    assert "pwned" not in printed and "Write a poem" in printed and "Okay, so the poem" in printed
