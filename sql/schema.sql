@@ -185,14 +185,17 @@ CREATE TABLE IF NOT EXISTS validations (
     created_at    TIMESTAMPTZ DEFAULT current_timestamp
 );
 
--- Every exported row: the last link of the lineage.
+-- Every exported row: the last link of the lineage. (run_id, format, path, row_index,
+-- revision_id) is a row's key: tasks/export.py inserts, in the export's transaction, only the
+-- rows not held yet, so exporting a run again adds none (a check, not an index: stores made
+-- before it open unchanged, their earlier duplicate rows included).
 CREATE TABLE IF NOT EXISTS exports (
     export_id     BIGINT PRIMARY KEY DEFAULT nextval('export_seq'),
     run_id        VARCHAR NOT NULL,
     trajectory_id VARCHAR NOT NULL,
     revision_id   VARCHAR NOT NULL,
     example_id    VARCHAR NOT NULL,
-    format        VARCHAR NOT NULL,   -- jsonl | parquet
+    format        VARCHAR NOT NULL,   -- parquet | jsonl | table
     path          VARCHAR NOT NULL,
     row_index     INTEGER NOT NULL,
     created_at    TIMESTAMPTZ DEFAULT current_timestamp

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,14 @@ from reer.tasks.records import Rejected
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".text")
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet", *TEXT_SUFFIXES)
+
+# The most text one JSONL line (bytes) or CSV/TSV record (characters) may hold; a longer one is a
+# `too_large` reject and reading goes on after it. A request with its answer is a few KiB, the
+# longest long-form answers some 100 KiB, and anything near 1 MiB is far past every scorer's context
+# window (`too_long` would reject it later anyway). The bound keeps memory per record at a few MiB
+# whatever a file holds: an over-size record is skipped in bounded reads, never held whole.
+RECORD_LIMIT = 1 << 20
+PREVIEW = 500  # characters of an over-size record kept as its reject's payload
 
 
 @dataclass(frozen=True)
@@ -62,8 +71,16 @@ def _encoding_detail(error: UnicodeDecodeError) -> str:
 # Hand-written over polars/pyarrow: as fast, streams instead of holding the file, one bad line is one reject.
 def _read_jsonl(path: Path, source: str) -> Iterator[Raw | Rejected]:
     with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
+        number = 0
+        while raw := handle.readline(RECORD_LIMIT + 1):  # bounded: a 100 MB line is never read whole
+            number += 1
             where = f"line {number}"
+            if len(raw) > RECORD_LIMIT and not raw.endswith(b"\n"):
+                size = len(raw) + _skip_line(handle)
+                yield _too_large(
+                    source, where, f"a line of {size:,} bytes", raw[: PREVIEW * 4].decode("utf-8", "replace")
+                )
+                continue
             try:
                 line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as error:
@@ -80,6 +97,23 @@ def _read_jsonl(path: Path, source: str) -> Iterator[Raw | Rejected]:
                 )
                 continue
             yield Raw(where, record, line)
+
+
+def _skip_line(handle) -> int:
+    """Read on to the end of the line in bounded reads; returns the bytes skipped."""
+    skipped = 0
+    while chunk := handle.readline(1 << 16):
+        skipped += len(chunk)
+        if chunk.endswith(b"\n"):
+            break
+    return skipped
+
+
+def _too_large(source: str, where: str, what: str, head: str) -> Rejected:
+    preview = head[:PREVIEW].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return Rejected(
+        source, where, "too_large", f"{what}, over the {RECORD_LIMIT / (1 << 20):g} MiB limit per record", preview
+    )
 
 
 def _read_json(path: Path, source: str) -> Iterator[Raw | Rejected]:
@@ -104,27 +138,38 @@ def _read_json(path: Path, source: str) -> Iterator[Raw | Rejected]:
 # Hand-written: polars/pyarrow alone are faster but fail the file or pad a bad row; with line numbers, no faster.
 def _read_csv(path: Path, source: str) -> Iterator[Raw | Rejected]:
     # surrogateescape keeps undecodable bytes visible per row, so one bad row never costs the file;
-    # the file is read as a stream, one row at a time.
+    # the file is read as a stream, one row at a time, and no row over RECORD_LIMIT is ever held.
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    # csv's own field limit (128 KiB by default) would stop the file at a long field: let fields up
+    # to the record limit parse; _RecordLines makes longer records `too_large` before csv sees them.
+    csv.field_size_limit(max(csv.field_size_limit(), RECORD_LIMIT))
     with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
-        reader = csv.reader(handle, delimiter=delimiter, strict=True)
+        lines = _RecordLines(handle, delimiter)
+        reader = csv.reader(lines, delimiter=delimiter, strict=True)
         try:
+            lines.start()
             header = next(reader)
         except StopIteration:
+            return
+        except _Oversize:
+            yield lines.skip_record(source, 1, "a header")
             return
         except csv.Error as error:
             yield Rejected(source, "line 1", "malformed_row", f"unreadable header ({error})")
             return
-        yield from _csv_rows(reader, header, source)
+        yield from _csv_rows(reader, lines, header, source)
 
 
-def _csv_rows(reader, header: list[str], source: str) -> Iterator[Raw | Rejected]:
+def _csv_rows(reader, lines: _RecordLines, header: list[str], source: str) -> Iterator[Raw | Rejected]:
     while True:
-        start = reader.line_num + 1
+        start = lines.start()
         try:
             row = next(reader)
         except StopIteration:
             return
+        except _Oversize:
+            yield lines.skip_record(source, start, "a record")
+            continue
         except csv.Error as error:
             yield Rejected(source, f"line {start}", "malformed_row", f"malformed CSV ({error})")
             return  # the csv module cannot resynchronise after a broken quote
@@ -146,6 +191,101 @@ def _csv_rows(reader, header: list[str], source: str) -> Iterator[Raw | Rejected
             )
         else:
             yield Raw(where, dict(zip(header, row)), payload)
+
+
+class _Oversize(Exception):
+    """The record being read passed RECORD_LIMIT."""
+
+
+# Where a CSV record stands after some text (quote '"', doubled inside quotes): enough to find its end.
+_START, _FIELD, _QUOTED, _QUOTE, _END = range(5)
+
+
+class _RecordLines:
+    """Physical lines for csv.reader, in bounded reads, that raise _Oversize past RECORD_LIMIT per record.
+
+    A line cut by the bound never reaches csv (it raises first); skip_record then reads on, past
+    quoted newlines, to the end of the over-size record, holding at most RECORD_LIMIT characters.
+    """
+
+    def __init__(self, handle, delimiter: str) -> None:
+        self.handle, self.delimiter = handle, delimiter
+        self.unquoted = re.compile(f"[{re.escape(delimiter)}\r\n]")
+        self.lines = 0  # complete lines read
+        self.used = 0  # characters of the current record so far
+        self.held: list[str] = []  # its lines so far
+        self.pending = ""  # one character read ahead after a lone "\r"
+
+    def start(self) -> int:
+        """A new record begins; returns its line number."""
+        self.used, self.held = 0, []
+        return self.lines + 1
+
+    def __iter__(self) -> _RecordLines:
+        return self
+
+    def __next__(self) -> str:
+        line = self._read(RECORD_LIMIT + 1 - self.used)
+        if not line:
+            raise StopIteration
+        self.used += len(line)
+        self.held.append(line)
+        if self.used > RECORD_LIMIT:
+            raise _Oversize
+        return line
+
+    def _read(self, limit: int) -> str:
+        if self.pending:
+            head, self.pending = self.pending, ""
+            line = head if head == "\r" else head + self.handle.readline(limit - 1)
+        else:
+            line = self.handle.readline(limit)
+        end = line[-1:]
+        if end == "\r":  # a "\r\n" cut by the bound, or a lone "\r" line end: look one ahead
+            after = self.handle.readline(1)
+            if after == "\n":
+                line += after
+            else:
+                self.pending = after
+        if end in ("\n", "\r"):
+            self.lines += 1
+        return line
+
+    def skip_record(self, source: str, start: int, what: str) -> Rejected:
+        """Read on to the end of the over-size record; it becomes a `too_large` reject."""
+        size, head, state = self.used, self.held[0], _START
+        for line in self.held:
+            state = self._scan(line, state)
+        self.held = []
+        while state != _END and (line := self._read(RECORD_LIMIT)):
+            size += len(line)
+            state = self._scan(line, state)
+        return _too_large(source, f"line {start}", f"{what} of {size:,} characters", head)
+
+    def _scan(self, text: str, state: int) -> int:
+        """The state after `text`; _END at a line end outside quotes (lines end there, so nothing follows)."""
+        i, n = 0, len(text)
+        while i < n and state != _END:
+            if state == _QUOTED:
+                i = text.find('"', i) + 1
+                state = _QUOTE if i else _QUOTED
+                i = i or n
+                continue
+            c = text[i]
+            if state == _QUOTE and c == '"':
+                state = _QUOTED
+            elif c in "\r\n":
+                state = _END
+            elif c == self.delimiter:
+                state = _START
+            elif state == _START and c == '"':
+                state = _QUOTED
+            else:
+                found = self.unquoted.search(text, i)
+                state, i = _FIELD, (found.start() if found else n)
+                continue
+            i += 1
+        return state
 
 
 def _has_bad_bytes(text: str) -> bool:

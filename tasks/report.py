@@ -89,12 +89,17 @@ def run_links(out_dir: Path, run_id: str, data: ReportData, flow_run_url: str | 
 
 
 def build_report(query: Query, run_id: str, out_dir: Path, flow_run_url: str | None = None) -> Path:
-    """Write <out>/<run_id>/report.html from the store and return its path."""
+    """Write <out>/<run_id>/report.html from the store and return its path.
+
+    Written to a temporary file beside it and renamed over it: a crash leaves the old report or the new, whole.
+    """
+    from reer.tasks.export import write_atomically
+
     data = report_data(query, run_id)
     data.links = run_links(out_dir, run_id, data, flow_run_url)
     path = report_path(out_dir, run_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(data), encoding="utf-8")
+    write_atomically(path, render(data))
     return path
 
 

@@ -149,3 +149,82 @@ def test_a_run_with_nothing_to_check_exports_empty_files_and_says_so(tmp_path):
         assert store.query("SELECT count(*) AS n FROM validations")["n"][0] == 1
     finally:
         store.close()
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_exporting_again_replaces_the_files_and_adds_no_rows(exported):
+    store, written, tmp = exported
+    before = files_of(written.folder)
+    again = write_export(store, "run-1", tmp / "out")
+    counts = dict(store.query("SELECT format, count(*) FROM exports GROUP BY ALL").rows())
+    assert counts == {"parquet": 2, "jsonl": 2, "table": 3}
+    lineage = store.query("SELECT count(*) AS n FROM lineage WHERE export_path IS NOT NULL")["n"][0]
+    assert lineage == 7  # one row per exported line, not one per export
+    assert files_of(again.folder) == before
+    assert sorted(p.name for p in again.folder.iterdir()) == [
+        "README.md",
+        "data_docs",
+        "manifest.json",
+        "train.jsonl",
+        "train.parquet",
+        "trajectories.parquet",
+    ]  # no temporary folder or file left beside them
+
+
+def test_the_manifest_is_written_last_and_names_every_file_with_rows_and_sha256(exported):
+    import hashlib
+
+    _, written, _ = exported
+    manifest_path = written.folder / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    assert manifest["run_id"] == "run-1" and manifest["complete"] is True
+    files = manifest["files"]
+    assert {f["path"] for f in files} == {"train.parquet", "train.jsonl", "trajectories.parquet", "README.md"}
+    for f in files:
+        data = (written.folder / f["path"]).read_bytes()
+        assert f["sha256"] == hashlib.sha256(data).hexdigest() and f["bytes"] == len(data)
+        assert manifest_path.stat().st_mtime_ns >= (written.folder / f["path"]).stat().st_mtime_ns
+    assert {f["path"]: f["rows"] for f in files if f["rows"] is not None} == {
+        "train.parquet": 2,
+        "train.jsonl": 2,
+        "trajectories.parquet": 3,
+    }
+
+
+def test_a_crash_while_writing_leaves_the_previous_export_whole(exported, monkeypatch):
+    store, written, tmp = exported
+    before = files_of(written.folder)
+
+    def half_then_fail(self, file, *args, **kwargs):  # the disk fills up halfway through train.jsonl
+        Path(file).write_text('{"messages": [{"role": "user", "content": "half"}]}\n', encoding="utf-8")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pl.DataFrame, "write_ndjson", half_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        write_export(store, "run-1", tmp / "out")
+    assert files_of(written.folder) == before
+    assert [p.name for p in written.folder.iterdir() if p.name.startswith(".")] == []
+    assert dict(store.query("SELECT format, count(*) FROM exports GROUP BY ALL").rows())["jsonl"] == 2
+
+
+def test_an_export_cut_while_moving_its_files_into_place_has_no_manifest(exported, monkeypatch):
+    store, written, tmp = exported
+    real_replace, moved = os.replace, []
+
+    def replace_two_then_die(src, dst):
+        if len(moved) == 2:
+            raise KeyboardInterrupt  # killed between two renames
+        moved.append(dst)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace_two_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        write_export(store, "run-1", tmp / "out")
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert not (written.folder / "manifest.json").exists()  # no manifest: not a complete export
+    again = write_export(store, "run-1", tmp / "out")  # the next export finishes the job and tidies up
+    assert (again.folder / "manifest.json").exists()
+    assert [p.name for p in again.folder.iterdir() if p.name.startswith(".")] == []

@@ -103,3 +103,95 @@ def test_a_large_csv_streams_with_rejects_in_place(tmp_path):
     raws, rejects = split(read_raw(path))
     assert len(raws) == 499 and raws[-1].where == "line 999"
     assert rejects == [("line 502", "malformed_row")]
+
+
+MIB = 1 << 20  # the readers' per-record limit is 1 MiB of text
+
+
+def test_a_csv_field_over_the_csv_modules_default_limit_is_read(tmp_path):
+    long = "word " * 40_000  # 200 KB: over csv's default field limit of 128 KiB, under the record limit
+    path = tmp_path / "long.csv"
+    path.write_text(f'query,reference\nq1,r1\nq2,"{long}"\nq3,r3\n', encoding="utf-8")
+    raws, rejects = split(read_raw(path))
+    assert [r.where for r in raws] == ["line 2", "line 3", "line 4"] and rejects == []
+    assert raws[1].data["reference"] == long
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+def test_an_over_size_csv_record_is_too_large_and_the_rows_after_it_are_read(tmp_path, suffix):
+    sep = "\t" if suffix == ".tsv" else ","
+    quoted = '"' + ('line with ""quotes"", commas\tand tabs\n' * 60_000) + '"'  # 2 MB over 60,000 lines
+    unquoted = "x" * (2 * MIB)  # one 2 MiB line
+    rows = ["q1" + sep + "r1", "q2" + sep + quoted, "q3" + sep + "r3", unquoted + sep + "r", "q5" + sep + "r5"]
+    path = tmp_path / f"huge{suffix}"
+    path.write_text(f"query{sep}reference\r\n" + "\r\n".join(rows) + "\r\n", encoding="utf-8")
+    raws, rejects = split(read_raw(path))
+    assert [(r.where, r.data) for r in raws] == [
+        ("line 2", {"query": "q1", "reference": "r1"}),
+        ("line 60004", {"query": "q3", "reference": "r3"}),
+        ("line 60006", {"query": "q5", "reference": "r5"}),
+    ]
+    assert rejects == [("line 3", "too_large"), ("line 60005", "too_large")]
+    too_large = [r for r in read_raw(path) if isinstance(r, Rejected)]
+    assert all("1 MiB" in r.detail and len(r.payload or "") <= 1000 for r in too_large)
+
+
+def test_an_over_size_csv_header_rejects_the_file(tmp_path):
+    path = tmp_path / "header.csv"
+    path.write_text("q" * (2 * MIB) + ",reference\nq,r\n", encoding="utf-8")
+    assert split(read_raw(path)) == ([], [("line 1", "too_large")])
+
+
+def test_an_over_size_jsonl_line_is_too_large_and_the_lines_after_it_are_read(tmp_path):
+    path = tmp_path / "huge.jsonl"
+    big = json.dumps({"query": "q", "reference": "y" * (2 * MIB)})
+    lines = [json.dumps(PAIR), big, json.dumps(PAIR), "", json.dumps({"query": "q", "reference": "z" * (MIB - 40)})]
+    path.write_text("\n".join(lines) + "\n" + json.dumps(PAIR), encoding="utf-8")  # the last line has no newline
+    raws, rejects = split(read_raw(path))
+    assert [r.where for r in raws] == ["line 1", "line 3", "line 5", "line 6"]
+    assert rejects == [("line 2", "too_large")]
+
+
+def test_a_huge_jsonl_line_is_never_held_whole_in_memory(tmp_path):
+    import tracemalloc
+
+    path = tmp_path / "one_line.jsonl"
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write('{"query": "q", "reference": "')
+        for _ in range(24):
+            handle.write("y" * MIB)
+        handle.write('"}\n' + json.dumps(PAIR) + "\n")
+    tracemalloc.start()
+    try:
+        raws, rejects = split(read_raw(path))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert rejects == [("line 1", "too_large")] and [r.where for r in raws] == ["line 2"]
+    assert peak < 4 * MIB, f"peak {peak / MIB:.1f} MiB for a 24 MiB line"
+
+
+def test_csv_records_around_the_limit_end_where_csv_ends_them(tmp_path, monkeypatch):
+    """Quoted newlines, doubled quotes and every line end, with records on both sides of a small limit."""
+    import random
+    import re
+
+    from reer.tasks import readers
+
+    monkeypatch.setattr(readers, "RECORD_LIMIT", 64)
+    rng = random.Random(7)
+    line_ends, special = re.compile(r"\r\n|\r|\n"), re.compile('[,"\r\n]')
+    text, expected = "query,reference\r\n", []
+    for _ in range(400):
+        row = ["q" + "".join(rng.choice('ab ,"\n\r\u00e9\u4e2d') for _ in range(rng.randrange(0, 50))) for _ in "qr"]
+        quoted = [
+            '"' + cell.replace('"', '""') + '"' if rng.random() < 0.3 or special.search(cell) else cell for cell in row
+        ]
+        record = ",".join(quoted) + rng.choice(["\n", "\r\n", "\r"])
+        where = f"line {len(line_ends.findall(text)) + 1}"
+        expected.append((where, "too_large") if len(record) > 64 else (where, dict(zip(["query", "reference"], row))))
+        text += record
+    path = tmp_path / "edges.csv"
+    path.write_bytes(text.encode("utf-8"))
+    got = [(r.where, r.data) if isinstance(r, Raw) else (r.source_record, r.reason) for r in read_raw(path)]
+    assert sum(e[1] == "too_large" for e in expected) > 50 and got == expected

@@ -94,3 +94,14 @@ def test_charts_cope_with_nothing_and_with_one_value():
     assert single.startswith("<svg") and "mean 25%" in single
     ticks = nice_ticks(0.0012, 0.0041)
     assert ticks[0] <= 0.0012 and ticks[-1] >= 0.0041 and len(ticks) <= 8
+
+
+def test_a_report_that_fails_while_being_written_leaves_the_previous_one_whole(store, tmp_path, monkeypatch):
+    path = build_report(store.query, "run-1", tmp_path / "out")
+    before = path.read_bytes()
+    # A page that cannot be encoded fails halfway through the write, as a full disk or a kill would.
+    monkeypatch.setattr("reer.tasks.report.render", lambda data: "<html>" + "x" * 100_000 + "\ud800</html>")
+    with pytest.raises(UnicodeEncodeError):
+        build_report(store.query, "run-1", tmp_path / "out")
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["report.html"]  # no temporary file left
