@@ -66,6 +66,8 @@ def dash(value: Any) -> str:
 def print_summary(summary: RunSummary) -> None:
     """The run's figures as a two-column table, then its rejects per reason and its failing checks."""
     table = Table(title=f"reer run {summary.run_id}", show_header=False, title_justify="left")
+    table.add_column("figure", no_wrap=True)
+    table.add_column("value", overflow="fold")  # paths whole, folded at any width: a user copies them
     rows = [
         ("items searched", summary.items),
         ("already done (skipped)", summary.skipped_done),

@@ -90,3 +90,13 @@ def test_an_items_revisions_print_without_control_sequences(capsys, monkeypatch)
     printed = capsys.readouterr().out
     assert_no_control(printed)
     assert "pwned" not in printed and "Write a poem" in printed and "Okay, so the poem" in printed
+
+
+def test_the_summary_folds_a_long_path_instead_of_cutting_it(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    report = "/data/reer-out/20261202-053714-ef52ff/a-folder-with-a-long-name/report.html"
+    print_summary(RunSummary(run_id="r", db="reer.duckdb", report=report))
+    rows = [line.split("│")[1:3] for line in capsys.readouterr().out.splitlines() if "│" in line]
+    at = next(i for i, (name, _) in enumerate(rows) if name.strip() == "report")
+    folded = [rows[at][1]] + [value for name, value in rows[at + 1 :] if not name.strip()][:2]
+    assert report in "".join(part.strip() for part in folded) and not any("…" in value for _, value in rows)
