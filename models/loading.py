@@ -43,6 +43,7 @@ def load_model(spec: ModelSpec) -> LanguageModel:
             retries=served.retries,
             backoff=served.backoff_seconds,
             concurrency=served.concurrency,
+            api_key=served.api_key,
         )
     if backend == "vllm":
         if importlib.util.find_spec("vllm") is None:

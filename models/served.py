@@ -9,6 +9,7 @@ still fails raises ModelUnavailable with one line that says where and why.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -16,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
 
 from reer.models.base import Generation, GenerationRequest, ModelStats, ModelUnavailable, ScoreRequest
 from reer.models.chat import ChatTokenizer
@@ -38,9 +40,23 @@ def flat(text: str, limit: int) -> str:
 
 
 def one_line(error: BaseException) -> str:
-    """An exception as one short line: its type and its first line of text."""
-    text = str(error).strip().splitlines()
+    """An exception as one short line: its type and its first line of text (credentials redacted)."""
+    text = redact_url(str(error)).strip().splitlines()
     return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__
+
+
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def redact_url(text: str) -> str:
+    """`text` with the `user:password@` of every URL in it replaced by `***@`: for errors and logs."""
+    return _USERINFO.sub("***@", text)
+
+
+def bearer(api_key: SecretStr | str | None) -> dict[str, str]:
+    """The Authorization header for `api_key`, or none."""
+    key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
+    return {"Authorization": f"Bearer {key}"} if key else {}
 
 
 class ServedModel(ChatTokenizer):
@@ -56,9 +72,11 @@ class ServedModel(ChatTokenizer):
         retries: int = 4,
         backoff: float = 1.0,
         concurrency: int = 16,
+        api_key: SecretStr | str | None = None,
     ) -> None:
         super().__init__(folder)
         self.url = url.rstrip("/").removesuffix("/v1")
+        self.shown_url = redact_url(self.url)  # the URL every error and log line names
         self.model_id = model_id
         self.retries = retries
         self.backoff = backoff
@@ -67,6 +85,7 @@ class ServedModel(ChatTokenizer):
         self._lock = threading.Lock()
         self._client = httpx.Client(
             base_url=self.url,
+            headers=bearer(api_key),
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
         )
@@ -101,16 +120,18 @@ class ServedModel(ChatTokenizer):
             if response.status_code >= 400:
                 self._count("failed_requests")
                 raise ServedRequestRejected(
-                    f"{self.url}{path} rejected the request (HTTP {response.status_code}): {flat(response.text, 300)}"
+                    f"{self.shown_url}{path} rejected the request (HTTP {response.status_code}): {flat(response.text, 300)}"
                 )
             return response.json()
         self._count("failed_requests")
         if not last:
-            raise GaveUpWithSibling(f"the model server at {self.url}: a request to {path} stopped after another failed")
+            raise GaveUpWithSibling(
+                f"the model server at {self.shown_url}: a request to {path} stopped after another failed"
+            )
         if abort is not None:
             abort.set()
         raise ModelUnavailable(
-            f"the model server at {self.url} did not answer {path} after {tries} tries in "
+            f"the model server at {self.shown_url} did not answer {path} after {tries} tries in "
             f"{time.perf_counter() - started:.0f} s ({last})"
         )
 
@@ -136,7 +157,7 @@ class ServedModel(ChatTokenizer):
             if entry.get("id") in wanted or Path(str(entry.get("id"))).name in wanted:
                 return entry["id"], int(entry.get("max_model_len") or 0) or self._tokenizer_window()
         names = ", ".join(str(e.get("id")) for e in listed) or "nothing"
-        raise ServedRequestRejected(f"the server at {self.url} serves {names}, not {self.model_id}")
+        raise ServedRequestRejected(f"the server at {self.shown_url} serves {names}, not {self.model_id}")
 
     def _tokenizer_window(self) -> int:
         return int(getattr(self.tokenizer, "model_max_length", 0) or 2048)

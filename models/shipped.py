@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 SHIPPED_MODEL_ID = "SmolLM2-135M-Instruct"
@@ -40,11 +42,30 @@ def resolve_model(name: str, home: Path) -> Path:
 
 
 def convert_gguf(gguf: Path, folder: Path) -> None:
-    """De-quantize the GGUF once into an fp32 safetensors folder (reloads in ~2 s instead of ~20 s)."""
+    """Convert the GGUF into `folder` once, safely while another process converts it too.
+
+    Each process converts into its own temporary folder beside `folder` and renames it into
+    place (atomic: never a half folder there). If another process's folder got there first, that
+    one is kept, since it may be being read, and ours is discarded.
+    """
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
+    try:
+        convert_into(gguf, tmp)
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if not (folder / "config.json").exists():
+                raise ModelNotFound(f"{folder} exists but holds no converted model: remove it and retry") from None
+            # another process finished first: its folder stays, ours goes (below)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # only our own temporary folder; gone once renamed
+
+
+def convert_into(gguf: Path, into: Path) -> None:
+    """De-quantize the GGUF into an fp32 safetensors folder (reloads in ~2 s instead of ~20 s)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tmp = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # save_pretrained refuses models that still carry the GGUF quantizer's marks.
@@ -52,8 +73,5 @@ def convert_gguf(gguf: Path, folder: Path) -> None:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.is_quantized = False
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)  # atomic: a crash mid-conversion never leaves a half folder in place
+    model.save_pretrained(into)
+    tokenizer.save_pretrained(into)

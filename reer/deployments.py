@@ -16,6 +16,9 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+from reer.console import notice
+from reer.processes import command_line
+
 DEFAULT_PORT = 4200
 PREFECT_YAML = "prefect.yaml"
 QUIET = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
@@ -130,16 +133,33 @@ def wait_for_server(api: str, process: subprocess.Popen, log_path: Path, timeout
 
 
 def stop_server(pid_path: Path) -> bool:
-    """Stop the server `start_server` started (its whole process group); False if none was running."""
+    """Stop the server `start_server` started (its whole process group); False if none was running.
+
+    An empty or garbled pid file, or a pid that is no longer a Prefect server (the server exited
+    and the pid was reused), is removed with one line saying so, and nothing is signalled.
+    """
     if not pid_path.exists():
         return False
-    pid = int(pid_path.read_text().strip() or 0)
+    text = pid_path.read_text(errors="replace").strip()
     pid_path.unlink()
+    if not text.isdigit() or int(text) <= 1:
+        notice(f"ignored the pid file {pid_path}: it holds {text[:40]!r}, not a process id (removed it)")
+        return False
+    pid = int(text)
+    if not is_prefect_server(command_line(pid)):
+        notice(f"the Prefect server (pid {pid}) is not running; removed the stale pid file {pid_path}")
+        return False
     try:
         os.killpg(pid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
         return False
     return True
+
+
+def is_prefect_server(args: list[str]) -> bool:
+    """Whether a command line is `prefect server ...` (as `server_command` starts it)."""
+    names = [Path(arg).name for arg in args]
+    return "prefect" in names and "server" in names
 
 
 def prefect_cli(args: list[str], api: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:

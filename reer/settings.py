@@ -11,7 +11,7 @@ import hashlib
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Backend = Literal["transformers", "vllm", "served"]
@@ -81,6 +81,7 @@ class ServedConfig(BaseModel):
     retries: int = Field(4, ge=0, description="retries of a request that failed in transport or got 408/429/5xx")
     backoff_seconds: float = Field(1.0, ge=0, description="first wait before a retry; doubles each time")
     concurrency: int = Field(16, ge=1, description="HTTP requests in flight at once, per model")
+    api_key: SecretStr | None = Field(None, description="sent as `Authorization: Bearer`; never stored or shown")
 
 
 class VllmConfig(BaseModel):

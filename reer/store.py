@@ -16,6 +16,7 @@ import duckdb
 
 from reer.console import notice
 from reer.kill_points import kill_point
+from reer.processes import command_line
 from reer.sql import read_sql
 
 if TYPE_CHECKING:  # sqlalchemy and polars load when a store is opened or read: `reer sql` starts without them
@@ -75,16 +76,6 @@ def is_lock_error(error: BaseException) -> bool:
     return "could not set lock" in text or "conflicting lock" in text
 
 
-def _command_line(pid: int, exe: str) -> list[str]:
-    """The holder's arguments (Linux's /proc, where readable), else the program DuckDB named."""
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        raw = b""
-    argv = [a for a in raw.decode(errors="replace").split("\0") if a]
-    return argv or [exe]
-
-
 def _is_reer(argv: list[str]) -> bool:
     """`reer ...`, `python .../bin/reer ...`, `python -m reer...` or a Prefect worker's flow run."""
     if any(Path(a).name == "reer" for a in argv[:2]):
@@ -101,7 +92,7 @@ def _busy_message(path: Path, error: BaseException) -> str:
             f"close it or wait for it to finish ({error.__class__.__name__})"
         )
     pid = int(holder["pid"])
-    argv = _command_line(pid, holder["exe"])
+    argv = command_line(pid) or [holder["exe"]]
     if _is_reer(argv):
         return (
             f"{path} is held by another reer process (PID {pid}) that is writing to it; wait for that run to finish "
@@ -198,9 +189,9 @@ class Store:
         with self.engine.connect() as con:
             raw = con.connection.driver_connection
             source = raw.sql("SELECT current_database()").fetchall()[0][0]
-            raw.execute(f"ATTACH '{partial}' AS reer_snapshot")
+            raw.execute(f"ATTACH {sql_string(str(partial))} AS reer_snapshot")  # ATTACH takes no parameter
             try:
-                raw.execute(f'COPY FROM DATABASE "{source}" TO reer_snapshot')
+                raw.execute(f"COPY FROM DATABASE {sql_identifier(source)} TO reer_snapshot")
             finally:
                 raw.execute("DETACH reer_snapshot")
         kill_point("snapshot")
@@ -213,6 +204,16 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def sql_string(text: str) -> str:
+    """`text` as a SQL string literal: a path with a quote in it stays one literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def sql_identifier(name: str) -> str:
+    """`name` as a quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def refuse_if_held(path: Path) -> None:

@@ -350,7 +350,7 @@ def _read_split(folder: Path, source: str, label: str) -> Iterator[Raw | Rejecte
         files = [f["filename"] for f in json.loads((folder / "state.json").read_text(encoding="utf-8"))["_data_files"]]
         tables = []
         for name in files:
-            with pa.memory_map(str(folder / name)) as handle:
+            with pa.memory_map(str(_shard(folder, name))) as handle:
                 tables.append(pa.ipc.open_stream(handle).read_all())
     except Exception as error:  # a missing shard, bad JSON or a damaged Arrow stream
         first = str(error).splitlines()[0] if str(error) else ""
@@ -363,6 +363,14 @@ def _read_split(folder: Path, source: str, label: str) -> Iterator[Raw | Rejecte
         return
     if tables:
         yield from _batch_rows(pa.concat_tables(tables).to_batches(max_chunksize=1024), label)
+
+
+def _shard(folder: Path, name: str) -> Path:
+    """A shard state.json names: a relative path inside its split's folder, or ValueError (never read)."""
+    path = folder / name
+    if Path(name).is_absolute() or not path.resolve().is_relative_to(folder.resolve()):
+        raise ValueError(f"shard {name!r} lies outside the split's folder")
+    return path
 
 
 def _read_text(path: Path, source: str) -> Iterator[Raw | Rejected]:

@@ -4,6 +4,6 @@ SELECT v.*, t.example_id, x.query
 FROM revisions v
 JOIN trajectories t USING (trajectory_id, run_id)
 JOIN examples x USING (example_id)
-WHERE v.trajectory_id LIKE $item || '%' OR t.example_id LIKE $item || '%'
+WHERE starts_with(v.trajectory_id, $item) OR starts_with(t.example_id, $item)
 ORDER BY max(v.created_at) OVER (PARTITION BY v.trajectory_id) DESC, v.trajectory_id, v.step,
          v.candidate_index NULLS FIRST;

@@ -168,3 +168,32 @@ def test_a_reader_in_another_process_is_named_by_its_pid(tmp_path):
     assert "notebook.py" in message and "close it or wait for it to finish" in message
     assert "reer process that is writing" not in message and "\n" not in message
     Store(db).close()  # the reader is gone
+
+
+def test_a_store_in_a_folder_with_a_quote_publishes_a_snapshot(tmp_path):
+    folder = tmp_path / "it's here"
+    folder.mkdir()
+    store = Store(folder / "reer.duckdb")
+    try:
+        store.write("run_events", [{"run_id": "r1", "status": "running"}])
+        published = store.publish_snapshot()
+    finally:
+        store.close()
+    con = duckdb.connect(str(published), read_only=True)
+    try:
+        assert con.sql("SELECT count(*) FROM run_events").fetchall() == [(1,)]
+    finally:
+        con.close()
+
+
+def test_an_item_prefix_is_matched_literally_not_as_a_like_pattern(tmp_path):
+    from reer.sql import read_sql
+    from tests.tasks.crafted import CLEAN, fill_store
+
+    db = tmp_path / "reer.duckdb"
+    fill_store(db, [CLEAN["a"], CLEAN["b"]]).close()
+    sql = read_sql("queries/item_revisions")
+    assert set(read_only_query(db, sql, item="traj-a")["trajectory_id"]) == {"traj-a"}
+    assert set(read_only_query(db, sql, item="ex-b")["trajectory_id"]) == {"traj-b"}
+    for pattern in ("_", "%", "traj_a", "traj%"):  # no id has an underscore or a percent sign
+        assert read_only_query(db, sql, item=pattern).height == 0, pattern

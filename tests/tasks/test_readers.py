@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -195,3 +196,32 @@ def test_csv_records_around_the_limit_end_where_csv_ends_them(tmp_path, monkeypa
     path.write_bytes(text.encode("utf-8"))
     got = [(r.where, r.data) if isinstance(r, Raw) else (r.source_record, r.reason) for r in read_raw(path)]
     assert sum(e[1] == "too_large" for e in expected) > 50 and got == expected
+
+
+def _arrow_stream(path, rows):
+    table = pa.Table.from_pylist(rows)
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+
+
+@pytest.mark.parametrize("shard", ["../outside.arrow", "ABSOLUTE", "sub/../../outside.arrow", "/etc/passwd"])
+def test_a_datasets_shard_outside_its_folder_is_rejected_unread(tmp_path, shard, monkeypatch):
+    outside = tmp_path / "outside.arrow"
+    _arrow_stream(outside, [PAIR])  # readable rows: reading them would be the bug
+    shard = str(outside) if shard == "ABSOLUTE" else shard
+    root = tmp_path / "data"
+    (root / "good").mkdir(parents=True)
+    (root / "bad").mkdir()
+    (root / "dataset_dict.json").write_text(json.dumps({"splits": ["good", "bad"]}))
+    _arrow_stream(root / "good" / "data-00000-of-00001.arrow", [PAIR])
+    (root / "good" / "state.json").write_text(json.dumps({"_data_files": [{"filename": "data-00000-of-00001.arrow"}]}))
+    (root / "bad" / "state.json").write_text(json.dumps({"_data_files": [{"filename": shard}]}))
+    opened = []
+    real_memory_map = pa.memory_map
+    monkeypatch.setattr(pa, "memory_map", lambda path, *a: opened.append(path) or real_memory_map(path, *a))
+    raws, rejects = split(read_raw(root))
+    assert [r.where for r in raws] == ["good row 0"]
+    assert rejects == [("(bad)", "unreadable_file")]
+    detail = next(r for r in read_raw(root) if isinstance(r, Rejected)).detail
+    assert shard in detail and "outside" in detail
+    assert opened and all(Path(p).resolve().is_relative_to(root) for p in opened)  # the good shard only
