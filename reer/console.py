@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from rich.console import Console
 
 err = Console(stderr=True, highlight=False)
+
+# Whole escape sequences first (CSI with its parameters; OSC, DCS, SOS, PM and APC up to their
+# terminator; the other ESC forms), then any control character left: C0 but newline and tab, DEL, C1.
+_CONTROLS = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"
+    r"|\x1b[\]PX^_][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)"
+    r"|\x1b[ -/]*[0-~]"
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+)
+
+
+def clean(text: str) -> str:
+    """Stored text as it may reach a terminal: no escape sequence, no control character but newline and tab."""
+    return _CONTROLS.sub("", text)
 
 
 @dataclass(frozen=True)
@@ -26,8 +41,8 @@ _progress: list[Callable[[SearchProgress], None]] = []
 
 
 def notice(line: str) -> None:
-    """One plain line on stderr (a skipped record, a warning)."""
-    err.print(line, markup=False, soft_wrap=True)
+    """One plain line on stderr (a skipped record, a warning), without escape sequences: it may quote data."""
+    err.print(clean(line), markup=False, soft_wrap=True)
 
 
 def on_progress(callback: Callable[[SearchProgress], None]) -> Callable[[], None]:

@@ -14,7 +14,7 @@ from reer.tasks.prompts import detect_language
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
 # Spaces that look like spaces; the ideographic space U+3000 is kept: Chinese indents with it.
 _SPACES = re.compile(r"[\u00a0\u2000-\u200a\u202f\u205f\t]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # C0 but tab and newlines, DEL, C1 (NEL, CSI)
 _BLANK_RUNS = re.compile(r"\n{3,}")
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")

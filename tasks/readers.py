@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +21,18 @@ from reer.tasks.records import Rejected
 TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".text")
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet", *TEXT_SUFFIXES)
 
-# The most text one JSONL line (bytes) or CSV/TSV record (characters) may hold; a longer one is a
-# `too_large` reject and reading goes on after it. A request with its answer is a few KiB, the
-# longest long-form answers some 100 KiB, and anything near 1 MiB is far past every scorer's context
-# window (`too_long` would reject it later anyway). The bound keeps memory per record at a few MiB
-# whatever a file holds: an over-size record is skipped in bounded reads, never held whole.
+# The most text one record may hold: a JSONL line or text file (bytes), a CSV/TSV record, a JSON
+# element or a table row (characters); a longer one is a `too_large` reject and reading goes on after
+# it. A request with its answer is a few KiB, the longest long-form answers some 100 KiB, and anything
+# near 1 MiB is far past every scorer's context window (`too_long` would reject it later anyway). In
+# JSONL, CSV/TSV and text files the bound keeps memory per record at a few MiB whatever a file holds:
+# an over-size record is skipped in bounded reads, never held whole (a JSON file is parsed whole).
 RECORD_LIMIT = 1 << 20
 PREVIEW = 500  # characters of an over-size record kept as its reject's payload
+_JSON_BLANK = " \t\r\n"  # JSON's whitespace: a JSONL line of nothing else is no record (str.strip takes \x1c too)
+# An escaped surrogate: JSON may spell one that pairs with nothing, and such a string cannot be stored as text.
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+_UNSHOWN = ("Cc", "Cf", "Cs", "Zl", "Zp")  # what a location never shows raw
 
 
 @dataclass(frozen=True)
@@ -86,17 +92,25 @@ def _read_jsonl(path: Path, source: str) -> Iterator[Raw | Rejected]:
             except UnicodeDecodeError as error:
                 yield Rejected(source, where, "bad_encoding", _encoding_detail(error), raw.decode("utf-8", "replace"))
                 continue
-            if not line.strip():
+            if not line.strip(_JSON_BLANK):
                 continue
             line = line.rstrip("\r\n")
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
                 yield Rejected(
-                    source, where, "malformed_json", f"malformed JSON ({error.msg} at column {error.colno})", line
+                    source,
+                    where,
+                    "malformed_json",
+                    f"malformed JSON ({error.msg.removesuffix(' at')} at column {error.colno})",
+                    line,
                 )
                 continue
-            yield Raw(where, record, line)
+            except RecursionError:  # Python's parser recurses once per level: a deep enough nest is not a crash
+                yield Rejected(source, where, "malformed_json", "malformed JSON (nested too deeply to read)", line)
+                continue
+            surrogate = _ESCAPED_SURROGATE.search(line) and _json_payload(record)[1]
+            yield _bad_surrogate(source, where, surrogate, line) if surrogate else Raw(where, record, line)
 
 
 def _skip_line(handle) -> int:
@@ -116,23 +130,95 @@ def _too_large(source: str, where: str, what: str, head: str) -> Rejected:
     )
 
 
+def _json_payload(record: Any) -> tuple[str, str | None]:
+    """A parsed record as JSON text, and its first unpaired surrogate if any (the text then keeps it escaped)."""
+    text = json.dumps(record, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:  # nothing holding it can be stored or hashed
+        return json.dumps(record), f"\\u{ord(error.object[error.start]):04x}"
+    return text, None
+
+
+def _bad_surrogate(source: str, where: str, surrogate: str, payload: str) -> Rejected:
+    detail = f"not text (an unpaired surrogate {surrogate} escaped in the JSON)"
+    return Rejected(source, where, "bad_encoding", detail, payload)
+
+
+class _Repeated(dict):
+    """A JSON object with a repeated key: a dict as json builds it, and every (key, value) in order."""
+
+    pairs: list[tuple[str, Any]]
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict:
+    """json's object hook: the usual dict, which for an object that repeats a key also keeps all its pairs."""
+    data = dict(pairs)
+    if len(data) == len(pairs):
+        return data
+    repeated = _Repeated(data)
+    repeated.pairs = pairs
+    return repeated
+
+
 def _read_json(path: Path, source: str) -> Iterator[Raw | Rejected]:
     try:
-        data = json.loads(path.read_bytes().decode("utf-8-sig"))
+        data = json.loads(path.read_bytes().decode("utf-8-sig"), object_pairs_hook=_object)
     except UnicodeDecodeError as error:
         yield Rejected(source, "(file)", "bad_encoding", _encoding_detail(error))
         return
     except json.JSONDecodeError as error:
-        yield Rejected(source, "(file)", "malformed_json", f"malformed JSON ({error.msg} at line {error.lineno})")
+        yield Rejected(
+            source,
+            "(file)",
+            "malformed_json",
+            f"malformed JSON ({error.msg.removesuffix(' at')} at line {error.lineno})",
+        )
+        return
+    except RecursionError:
+        yield Rejected(source, "(file)", "malformed_json", "malformed JSON (nested too deeply to read)")
         return
     if isinstance(data, dict):
-        for key, record in data.items():
-            yield Raw(f"record {key}", record, json.dumps(record, ensure_ascii=False), key=str(key))
+        # json keeps the last value of a repeated key and drops the others unseen: each is a record here
+        uses: dict[str, int] = {}
+        for key, record in data.pairs if isinstance(data, _Repeated) else data.items():
+            uses[key] = repeat = uses.get(key, 0) + 1
+            name = _shown(key)
+            surrogate = _json_payload(key)[1] if name != key else None
+            if repeat > 1:
+                detail = f"the key {name!r} came before in this object; the record under its first use is read"
+                where = f"record {name} (repeat {repeat - 1})"
+                yield Rejected(source, where, "duplicate_key", detail, _json_payload(record)[0])
+            elif surrogate:
+                yield _bad_surrogate(source, f"record {name}", surrogate, _json_payload(record)[0])
+            else:
+                yield _json_record(source, f"record {name}", record, key=key)
     elif isinstance(data, list):
         for index, record in enumerate(data):
-            yield Raw(f"record {index}", record, json.dumps(record, ensure_ascii=False))
+            yield _json_record(source, f"record {index}", record)
     else:
         yield Rejected(source, "(file)", "not_a_collection", "expected a JSON list or object of records")
+
+
+def _shown(key: str) -> str:
+    """A key as its record's location shows it: control, format (bidi) and surrogate characters as escapes.
+
+    The location reaches the terminal in the line that names a reject: a key must not move the
+    cursor, colour the screen or reverse what follows. The key itself stays the record's id.
+    """
+    if key.isprintable():
+        return key
+    return "".join(c if unicodedata.category(c) not in _UNSHOWN else f"\\u{ord(c):04x}" for c in key)
+
+
+def _json_record(source: str, where: str, record: Any, key: str | None = None) -> Raw | Rejected:
+    """One element of a JSON file, or its reject: over the record limit, or not text."""
+    payload, surrogate = _json_payload(record)
+    if len(payload) > RECORD_LIMIT:
+        return _too_large(source, where, f"a record of {len(payload):,} characters", payload[: PREVIEW * 4])
+    if surrogate:
+        return _bad_surrogate(source, where, surrogate, payload)
+    return Raw(where, record, payload, key=key)
 
 
 # Hand-written: polars/pyarrow alone are faster but fail the file or pad a bad row; with line numbers, no faster.
@@ -154,8 +240,10 @@ def _read_csv(path: Path, source: str) -> Iterator[Raw | Rejected]:
         except _Oversize:
             yield lines.skip_record(source, 1, "a header")
             return
-        except csv.Error as error:
-            yield Rejected(source, "line 1", "malformed_row", f"unreadable header ({error})")
+        except csv.Error as error:  # without its columns no row can be read: this one reject stands for the file
+            lines.skip_rest()
+            detail = f"unreadable header ({error}{lines.span(1)}); the file is not read"
+            yield Rejected(source, "line 1", "malformed_row", detail, lines.text())
             return
         yield from _csv_rows(reader, lines, header, source)
 
@@ -171,11 +259,14 @@ def _csv_rows(reader, lines: _RecordLines, header: list[str], source: str) -> It
             yield lines.skip_record(source, start, "a record")
             continue
         except csv.Error as error:
-            yield Rejected(source, f"line {start}", "malformed_row", f"malformed CSV ({error})")
-            return  # the csv module cannot resynchronise after a broken quote
+            # csv drops the rest of the line it stopped in and reads on from the next one; a quote that
+            # never closed has run to the end of the file, which the span says
+            detail = f"malformed CSV ({error}{lines.span(start)})"
+            yield Rejected(source, f"line {start}", "malformed_row", detail, lines.text())
+            continue
         where = f"line {start}"
         payload = ",".join(row)
-        if not any(cell.strip() for cell in row):
+        if len(row) < 2 and not "".join(row).strip(" \t"):  # a blank line; a row of empty fields is a record
             continue
         if _has_bad_bytes(payload):
             yield Rejected(
@@ -215,6 +306,7 @@ class _RecordLines:
         self.used = 0  # characters of the current record so far
         self.held: list[str] = []  # its lines so far
         self.pending = ""  # one character read ahead after a lone "\r"
+        self.open_line = False  # whether the last line read has no line end (the file's last)
 
     def start(self) -> int:
         """A new record begins; returns its line number."""
@@ -249,7 +341,25 @@ class _RecordLines:
                 self.pending = after
         if end in ("\n", "\r"):
             self.lines += 1
+        if line:
+            self.open_line = end not in ("\n", "\r")
         return line
+
+    def span(self, start: int) -> str:
+        """The span ", lines START-END" when the record read since line `start` took more lines than that one, else ""."""
+        end = self.lines + self.open_line
+        return f", lines {start}-{end}" if end > start else ""
+
+    def text(self) -> str:
+        """The current record's text as read so far (at most RECORD_LIMIT), bad bytes shown as U+FFFD."""
+        return "".join(self.held).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+    def skip_rest(self) -> None:
+        """Read on to the end of the file, holding at most RECORD_LIMIT characters of it."""
+        while line := self._read(RECORD_LIMIT):
+            if self.used < RECORD_LIMIT:
+                self.held.append(line[: RECORD_LIMIT - self.used])
+                self.used += len(self.held[-1])
 
     def skip_record(self, source: str, start: int, what: str) -> Rejected:
         """Read on to the end of the over-size record; it becomes a `too_large` reject."""
@@ -260,7 +370,7 @@ class _RecordLines:
         while state != _END and (line := self._read(RECORD_LIMIT)):
             size += len(line)
             state = self._scan(line, state)
-        return _too_large(source, f"line {start}", f"{what} of {size:,} characters", head)
+        return _too_large(source, f"line {start}", f"{what} of {size:,} characters{self.span(start)}", head)
 
     def _scan(self, text: str, state: int) -> int:
         """The state after `text`; _END at a line end outside quotes (lines end there, so nothing follows)."""
@@ -303,7 +413,7 @@ def _read_parquet(path: Path, source: str) -> Iterator[Raw | Rejected]:
 
     read = 0  # pyarrow reads it in batches: memory holds one row group, and rows before damage are kept
     try:
-        for raw in _batch_rows(pq.ParquetFile(path).iter_batches(batch_size=1024), "row"):
+        for raw in _batch_rows(pq.ParquetFile(path).iter_batches(batch_size=1024), "row", source):
             read += 1
             yield raw
     except Exception as error:  # pyarrow raises several types for a damaged or non-Parquet file
@@ -312,11 +422,15 @@ def _read_parquet(path: Path, source: str) -> Iterator[Raw | Rejected]:
         yield Rejected(source, where, "unreadable_file", f"not a readable Parquet file ({first})")
 
 
-def _batch_rows(batches, label: str) -> Iterator[Raw]:
+def _batch_rows(batches, label: str, source: str) -> Iterator[Raw | Rejected]:
     index = 0
     for batch in batches:
         for record in batch.to_pylist():
-            yield Raw(f"{label} {index}", record, json.dumps(record, ensure_ascii=False, default=str))
+            where, payload = f"{label} {index}", json.dumps(record, ensure_ascii=False, default=str)
+            if len(payload) > RECORD_LIMIT:
+                yield _too_large(source, where, f"a row of {len(payload):,} characters", payload[: PREVIEW * 4])
+            else:
+                yield Raw(where, record, payload)
             index += 1
 
 
@@ -362,7 +476,7 @@ def _read_split(folder: Path, source: str, label: str) -> Iterator[Raw | Rejecte
         )
         return
     if tables:
-        yield from _batch_rows(pa.concat_tables(tables).to_batches(max_chunksize=1024), label)
+        yield from _batch_rows(pa.concat_tables(tables).to_batches(max_chunksize=1024), label, source)
 
 
 def _shard(folder: Path, name: str) -> Path:
@@ -374,6 +488,12 @@ def _shard(folder: Path, name: str) -> Path:
 
 
 def _read_text(path: Path, source: str) -> Iterator[Raw | Rejected]:
+    size = path.stat().st_size
+    if size > RECORD_LIMIT:  # the whole file is one record: never read past the limit
+        with path.open("rb") as handle:
+            head = handle.read(PREVIEW * 4).decode("utf-8", "replace")
+        yield _too_large(source, "whole file", f"a text of {size:,} bytes", head)
+        return
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8-sig")

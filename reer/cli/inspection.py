@@ -38,7 +38,7 @@ def sql(
     path = store_path(db)
     import duckdb
 
-    from reer.cli.rendering import clean
+    from reer.console import clean
     from reer.store import StoreBusy, read_only_query
 
     try:

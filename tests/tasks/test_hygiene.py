@@ -48,3 +48,9 @@ def test_a_given_category_is_normalized_like_the_text(tmp_path):
     path.write_text(json.dumps(poem) + "\n")
     (example,) = read_source(path, parse_overrides(field_pairs(["query=ask", "reference=text", "category=kind"])))
     assert (example.category, example.category_source) == ("poem", "mapped")
+
+
+def test_normalize_text_drops_c1_controls():
+    # U+009B is CSI: a terminal reads "\x9b31m" as an escape sequence; U+0085 (NEL) and U+0080 too are controls.
+    assert normalize_text("red\u009b31m text\u0085\u0080") == "red31m text"
+    assert normalize_text("\u009b\u009f") == ""

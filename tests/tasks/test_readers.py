@@ -225,3 +225,123 @@ def test_a_datasets_shard_outside_its_folder_is_rejected_unread(tmp_path, shard,
     detail = next(r for r in read_raw(root) if isinstance(r, Rejected)).detail
     assert shard in detail and "outside" in detail
     assert opened and all(Path(p).resolve().is_relative_to(root) for p in opened)  # the good shard only
+
+
+# -- what the fuzz test (tests/tasks/test_fuzz_ingest.py) found --------------------------------
+
+
+def keyed(pairs: list[tuple[str, object]]) -> str:
+    """A JSON object written pair by pair, so a key may repeat; keys are written as given (escapes too)."""
+    return "{" + ", ".join(f'"{key}": {json.dumps(value)}' for key, value in pairs) + "}"
+
+
+def test_json_nested_past_the_recursion_limit_is_malformed_not_a_crash(tmp_path):
+    deep = b"[" * 100_000 + b"]" * 100_000
+    (tmp_path / "deep.jsonl").write_bytes(json.dumps(PAIR).encode() + b"\n" + deep + b"\n" + json.dumps(PAIR).encode())
+    raws, rejects = split(read_raw(tmp_path / "deep.jsonl"))
+    assert [r.where for r in raws] == ["line 1", "line 3"] and rejects == [("line 2", "malformed_json")]
+    (tmp_path / "deep.json").write_bytes(deep)
+    (reject,) = read_raw(tmp_path / "deep.json")
+    assert (reject.source_record, reject.reason) == ("(file)", "malformed_json") and "deeply" in reject.detail
+
+
+def test_an_unpaired_surrogate_escaped_in_json_is_bad_encoding_and_storable(tmp_path):
+    lone = {"query": "Write a note \ud800.", "reference": "x"}  # json.dumps escapes it: valid JSON, never text
+    paired = {"query": "Write a note \U0001f600.", "reference": "x"}  # an escaped pair is an emoji
+    (tmp_path / "s.jsonl").write_text("\n".join(json.dumps(r) for r in [lone, paired, {"reference": ["\udfff"]}]))
+    (tmp_path / "s.json").write_text(json.dumps([paired, lone]))
+    (tmp_path / "keyed.json").write_text(keyed([("a", lone), ("\\udc80b", paired)]))
+    got = {name: split(read_raw(tmp_path / name)) for name in ("s.jsonl", "s.json", "keyed.json")}
+    assert got["s.jsonl"][1] == [("line 1", "bad_encoding"), ("line 3", "bad_encoding")]
+    assert got["s.json"][1] == [("record 1", "bad_encoding")]
+    assert got["keyed.json"][1] == [("record a", "bad_encoding"), ("record \\udc80b", "bad_encoding")]
+    assert got["s.jsonl"][0][0].data["query"].endswith("\U0001f600.")
+    for name in got:
+        for r in read_raw(tmp_path / name):
+            text = r.detail + r.source_record + (r.payload or "") if isinstance(r, Rejected) else r.payload
+            text.encode("utf-8")  # what reaches the store has no lone surrogate left
+            assert isinstance(r, Raw) or "\\ud" in r.detail.lower()
+
+
+def test_a_repeated_key_in_a_keyed_json_object_is_a_reject_not_a_silent_loss(tmp_path):
+    first, second, third = ({**PAIR, "query": f"Write note {i}."} for i in range(3))
+    (tmp_path / "keyed.json").write_text(keyed([("7", first), ("8", PAIR), ("7", second), ("7", third)]))
+    raws, rejects = split(read_raw(tmp_path / "keyed.json"))
+    assert [(r.where, r.data) for r in raws] == [("record 7", first), ("record 8", PAIR)]
+    assert rejects == [("record 7 (repeat 1)", "duplicate_key"), ("record 7 (repeat 2)", "duplicate_key")]
+    nested = {"query": "q", "reference": "r"}
+    (tmp_path / "nested.json").write_text('[{"query": "q", "reference": "x", "reference": "r"}]')
+    assert next(iter(read_raw(tmp_path / "nested.json"))).data == nested  # inside a record, json's rule stays
+
+
+def test_a_json_key_that_would_not_print_is_escaped_in_its_location_and_kept_as_the_id(tmp_path):
+    (tmp_path / "keyed.json").write_text(keyed([("\\u001b[2J\\u202ex\\u2028", PAIR)]))  # clear screen, reverse
+    (raw,) = read_raw(tmp_path / "keyed.json")
+    assert raw.where == "record \\u001b[2J\\u202ex\\u2028" and raw.key == "\x1b[2J\u202ex\u2028"
+
+
+@pytest.mark.parametrize("sep", [",", "\t"])
+def test_a_broken_csv_record_is_rejected_and_reading_goes_on(tmp_path, sep):
+    path = tmp_path / ("broken.tsv" if sep == "\t" else "broken.csv")
+    path.write_text(
+        f'query{sep}reference\n"Write a note."x{sep}text after a quote\n"Write a poem."{sep}"Roses\nare red"\n',
+        encoding="utf-8",
+    )
+    got = [(r.where, r.data) if isinstance(r, Raw) else (r.source_record, r.reason, r.payload) for r in read_raw(path)]
+    assert got == [
+        ("line 2", "malformed_row", f'"Write a note."x{sep}text after a quote\n'),
+        ("line 3", {"query": "Write a poem.", "reference": "Roses\nare red"}),
+    ]
+
+
+def test_an_unclosed_csv_quote_is_one_reject_naming_the_lines_it_swallowed(tmp_path):
+    path = tmp_path / "unclosed.csv"
+    path.write_text('query,reference\nq1,r1\nq2,"never closed\nq3,r3\nq4,r4\n', encoding="utf-8")
+    records = list(read_raw(path))
+    assert [r.where for r in records if isinstance(r, Raw)] == ["line 2"]
+    (reject,) = (r for r in records if isinstance(r, Rejected))
+    assert (reject.source_record, reject.reason) == ("line 3", "malformed_row")
+    assert "lines 3-5" in reject.detail and reject.payload == 'q2,"never closed\nq3,r3\nq4,r4\n'
+    path.write_text('"query,reference\nq1,r1\nq2,r2', encoding="utf-8")  # the header's quote: no columns at all
+    (header,) = read_raw(path)
+    assert (header.source_record, header.reason) == ("line 1", "malformed_row")
+    assert "lines 1-3" in header.detail and "not read" in header.detail and "q2,r2" in header.payload
+
+
+def test_a_csv_row_of_empty_fields_is_a_record_and_a_blank_line_is_not(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text('query,reference\n,\n\n   \n"",""\nq,r\n', encoding="utf-8")
+    raws, rejects = split(read_raw(path))
+    assert [(r.where, r.data) for r in raws] == [
+        ("line 2", {"query": "", "reference": ""}),
+        ("line 5", {"query": "", "reference": ""}),
+        ("line 6", {"query": "q", "reference": "r"}),
+    ]
+
+
+def test_a_jsonl_line_blank_only_to_python_is_malformed_not_skipped(tmp_path):
+    path = tmp_path / "blank.jsonl"
+    path.write_bytes("\x1c\n\x0b\x0c\n\u3000\n\u2028\n \t\r\n\n".encode() + json.dumps(PAIR).encode())
+    raws, rejects = split(read_raw(path))
+    assert [r.where for r in raws] == ["line 7"]
+    assert rejects == [(f"line {i}", "malformed_json") for i in range(1, 5)]  # lines 5 and 6 are JSON whitespace
+
+
+def test_every_format_rejects_a_record_over_the_limit(tmp_path, monkeypatch):
+    from reer.tasks import readers
+
+    monkeypatch.setattr(readers, "RECORD_LIMIT", 1000)
+    big, small = {"query": "q", "reference": "y" * 2000}, {"query": "q", "reference": "r"}
+    (tmp_path / "list.json").write_text(json.dumps([small, big, small]))
+    pq.write_table(pa.Table.from_pylist([small, big, small]), tmp_path / "rows.parquet")
+    (tmp_path / "data").mkdir()
+    _arrow_stream(tmp_path / "data" / "data-00000-of-00001.arrow", [small, big, small])
+    (tmp_path / "data" / "state.json").write_text(
+        json.dumps({"_data_files": [{"filename": "data-00000-of-00001.arrow"}]})
+    )
+    (tmp_path / "long.txt").write_text("y" * 2000)
+    for name, where in [("list.json", "record"), ("rows.parquet", "row"), ("data", "row")]:
+        raws, rejects = split(read_raw(tmp_path / name))
+        assert [r.where for r in raws] == [f"{where} 0", f"{where} 2"] and rejects == [(f"{where} 1", "too_large")]
+    (reject,) = read_raw(tmp_path / "long.txt")
+    assert (reject.source_record, reject.reason) == ("whole file", "too_large") and len(reject.payload) <= 500
