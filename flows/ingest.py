@@ -10,6 +10,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from reer.flows.naming import ingest_run_name, run_tags, source_label, tag_flow_run
+from reer.flows.run_options import run_settings
 from reer.flows.runs import complete_run, load_models, new_run_id, recorded_run, run_row
 from reer.settings import Settings
 from reer.sql import read_sql
@@ -32,7 +33,7 @@ def ingest(
     (`use_model=False`), examples keep only their given categories and texts without a
     request are rejected.
     """
-    settings = Settings.of(options)
+    settings = run_settings(options)
     run_id = new_run_id()
     override = parse_overrides(fields or settings.source_fields)
     store = Store(settings.db)  # first: a second writer is refused before it loads any model

@@ -23,11 +23,11 @@ def model_label(model: str | None) -> str:
 
 
 def run_settings(parameters: dict):
-    """The Settings a flow run will use, or None when its options are invalid (the flow reports that)."""
-    from reer.settings import Settings
+    """The Settings a flow run will use, or None when its options are invalid or refused (the flow reports that)."""
+    from reer.flows import run_options
 
     try:
-        return Settings.of(parameters.get("options"))
+        return run_options.run_settings(parameters.get("options"))
     except Exception:  # the run name must never be why a run fails; the flow body raises the real error
         return None
 

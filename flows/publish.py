@@ -11,6 +11,7 @@ from typing import Any
 from prefect import flow
 
 from reer.flows.naming import flow_run_url, publish_run_name, tag_flow_run
+from reer.flows.run_options import run_settings
 from reer.flows.runs import complete_run
 from reer.kill_points import kill_point
 from reer.settings import Settings
@@ -45,7 +46,7 @@ def publish_run(store: Store, run_id: str, settings: Settings, finishing: Search
 @flow(name="publish", log_prints=True, flow_run_name=publish_run_name)
 def publish(run_id: str | None = None, options: dict[str, Any] | Settings | None = None) -> RunSummary:
     """Validate, export and report one synthesize run (default: the latest completed one)."""
-    settings = Settings.of(options)
+    settings = run_settings(options)
     store = Store(settings.db)
     try:
         run_id = run_id or latest_run(store.query)

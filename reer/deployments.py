@@ -88,15 +88,43 @@ def server_command(port: int) -> list[str]:
     return [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
 
 
+def own_origins(port: int) -> list[str]:
+    """The origins the dashboard is opened from: the only ones whose pages may call the API."""
+    return [f"http://127.0.0.1:{port}", f"http://localhost:{port}"]
+
+
+def auth_string() -> str | None:
+    """The user's PREFECT_API_AUTH_STRING (environment or Prefect profile), which Prefect's clients send."""
+    from prefect.settings import get_current_settings
+
+    secret = get_current_settings().api.auth_string
+    return os.environ.get("PREFECT_API_AUTH_STRING") or (secret.get_secret_value() if secret else None)
+
+
 def server_env(port: int) -> dict[str, str]:
-    """The server's environment: the dashboard must call this server's API (not PREFECT_API_URL's, not :4200)."""
-    return {
+    """The server's environment: its dashboard calls this server's API, and other web pages cannot.
+
+    CORS allows only the server's own origins and CSRF protection is on (Prefect's default is any
+    origin, no CSRF), so a page the user visits can neither read the API nor change anything
+    through it. With an auth string the server also requires it from every client.
+    """
+    origins = ",".join(own_origins(port))
+    env = {
         **os.environ,
         **QUIET,
         "PREFECT_UI_API_URL": api_url(port),
         "PREFECT_SERVER_API_HOST": "127.0.0.1",
         "PREFECT_SERVER_API_PORT": str(port),
+        # Both names of each setting: Prefect takes the first it finds, so a stray one would win.
+        "PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS": origins,
+        "PREFECT_SERVER_CORS_ALLOWED_ORIGINS": origins,
+        "PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED": "true",
+        "PREFECT_SERVER_CSRF_PROTECTION_ENABLED": "true",
     }
+    secret = auth_string()
+    if secret and not env.get("PREFECT_SERVER_API_AUTH_STRING"):
+        env["PREFECT_SERVER_API_AUTH_STRING"] = secret
+    return env
 
 
 def start_server(port: int, log_path: Path, pid_path: Path, timeout: float = 120.0) -> subprocess.Popen:

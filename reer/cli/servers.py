@@ -90,6 +90,7 @@ def dashboard(
     from reer.deployments import (
         ServerError,
         api_url,
+        auth_string,
         configured_api_url,
         port_of,
         server_answers,
@@ -122,6 +123,9 @@ def dashboard(
         except ServerError as error:
             fail(str(error))
     console.print(f"dashboard: {ui_url(api)}", soft_wrap=True, markup=False)
+    if auth_string() and not running:
+        # The server started here requires it; say where the secret goes, never what it is.
+        console.print("its login asks for your PREFECT_API_AUTH_STRING", soft_wrap=True, markup=False)
     if configured_api_url() != api:
         console.print(f"send runs there: export PREFECT_API_URL={api}", soft_wrap=True, markup=False)
     print_latest_report(settings)

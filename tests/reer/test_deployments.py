@@ -51,3 +51,22 @@ def test_a_prefect_server_pid_is_signalled(tmp_path, signals, monkeypatch):
     monkeypatch.setattr(deployments, "command_line", lambda pid: ["python", "-m", "prefect", "server", "start"])
     assert stop_server(pid_path) is True
     assert signals == [4242] and not pid_path.exists()
+
+
+def test_the_server_allows_only_its_own_origins_and_wants_csrf_tokens(monkeypatch):
+    monkeypatch.setenv("PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS", "*")  # a stray setting would win otherwise
+    monkeypatch.delenv("PREFECT_API_AUTH_STRING", raising=False)
+    monkeypatch.delenv("PREFECT_SERVER_API_AUTH_STRING", raising=False)
+    env = deployments.server_env(4321)
+    origins = "http://127.0.0.1:4321,http://localhost:4321"
+    assert env["PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS"] == env["PREFECT_SERVER_CORS_ALLOWED_ORIGINS"] == origins
+    assert env["PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED"] == env["PREFECT_SERVER_CSRF_PROTECTION_ENABLED"] == "true"
+    assert "PREFECT_SERVER_API_AUTH_STRING" not in env
+
+
+def test_the_users_auth_string_is_the_servers(monkeypatch):
+    monkeypatch.delenv("PREFECT_SERVER_API_AUTH_STRING", raising=False)
+    monkeypatch.setenv("PREFECT_API_AUTH_STRING", "admin:client-secret")
+    assert deployments.server_env(4321)["PREFECT_SERVER_API_AUTH_STRING"] == "admin:client-secret"
+    monkeypatch.setenv("PREFECT_SERVER_API_AUTH_STRING", "admin:server-secret")  # set on purpose: kept
+    assert deployments.server_env(4321)["PREFECT_SERVER_API_AUTH_STRING"] == "admin:server-secret"

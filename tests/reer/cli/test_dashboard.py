@@ -1,8 +1,10 @@
 """Deployments through a real Prefect server and worker, then the dashboard and the report in headless Chromium.
 
 One server (started by `reer dashboard` on a free loopback port, with its own PREFECT_HOME) serves
-both tests. The deployment run is `publish-nightly` on a crafted store: validate, export, report,
-artifacts, with no model. Screenshots land in each test's tmp_path.
+the tests without an auth string: the worker run, the dashboard, CORS, CSRF and refused runs. A
+second one, started with PREFECT_API_AUTH_STRING, serves the auth test (`reer serve`, `reer deploy`
+and the dashboard's login). The deployment run is `publish-nightly` on a crafted store: validate,
+export, report, artifacts, with no model. Screenshots land in each test's tmp_path.
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -54,10 +58,9 @@ def stop_group(process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+@contextmanager
+def dashboard_server(root: Path, auth: str | None = None):
     """A Prefect server from `reer dashboard` (own PREFECT_HOME, free port); `reer dashboard --stop` ends it."""
-    root = tmp_path_factory.mktemp("dashboard")
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {
@@ -70,6 +73,8 @@ def server(tmp_path_factory):
         "PREFECT_WORKER_QUERY_SECONDS": "2",
         "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
     }
+    if auth:
+        env["PREFECT_API_AUTH_STRING"] = auth
     store = fill_store(root / "reer.duckdb", list(CLEAN.values()))
     store.write(
         "rejects",
@@ -80,7 +85,16 @@ def server(tmp_path_factory):
         started = reer(
             ["dashboard", "--port", str(port), "--db", str(root / "reer.duckdb"), "--out", str(root / "out")], env
         )
-        yield {"api": api, "ui": f"http://127.0.0.1:{port}", "env": env, "root": root, "started": started.stdout}
+        yield {
+            "api": api,
+            "ui": f"http://127.0.0.1:{port}",
+            "env": env,
+            "root": root,
+            "started": started.stdout,
+            "auth": auth,
+            # The operator's settings for runs: the store and exports live outside the repository.
+            "run_env": {**env, "REER_DB": str(root / "reer.duckdb"), "REER_OUT": str(root / "out")},
+        }
     finally:
         subprocess.run(
             [sys.executable, "-m", "reer.cli", "dashboard", "--stop"], env=env, capture_output=True, timeout=60
@@ -88,30 +102,31 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The server without an auth string."""
+    with dashboard_server(tmp_path_factory.mktemp("dashboard")) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
 def published(server):
     """`reer deploy`, a process worker on the pool, and one run of publish-nightly on the crafted store."""
-    from prefect.deployments import run_deployment
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
     root, env = server["root"], server["env"]
     deployed = reer(["deploy"], env)
     log = open(root / "worker.log", "wb")  # noqa: SIM115 (the worker writes it until the fixture ends)
     worker = subprocess.Popen(
         [sys.executable, "-m", "prefect", "worker", "start", "--pool", "reer", "--limit", "1"],
         cwd=REPO,
-        env=env,
+        env=server["run_env"],
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:
-        with temporary_settings(updates={PREFECT_API_URL: server["api"]}):
-            flow_run = run_deployment(
-                "publish/publish-nightly",
-                timeout=300,
-                poll_interval=2,
-                parameters={"run_id": "run-1", "options": {"db": str(root / "reer.duckdb"), "out": str(root / "out")}},
-            )
+        # A change the allow-list admits (publish reads neither): the run is still created through the API.
+        flow_run = run_deployment(
+            server, {"run_id": "run-1", "options": {"search": {"seed": 1}, "snapshot_seconds": 0}}
+        )
         yield {"flow_run": flow_run, "deployed": deployed.stdout, "worker_log": root / "worker.log"}
     finally:
         stop_group(worker)
@@ -119,12 +134,31 @@ def published(server):
 
 
 @contextmanager
+def prefect_settings(server):
+    """Prefect's client settings for the test's server (with its auth string, if it has one)."""
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+    updates = {PREFECT_API_URL: server["api"]}
+    if server["auth"]:
+        updates[PREFECT_API_AUTH_STRING] = server["auth"]
+    with temporary_settings(updates=updates):
+        yield
+
+
+def run_deployment(server, parameters: dict, name: str = "publish/publish-nightly"):
+    """A run of a deployment created through the API, as a user or a script would; waits until it ends."""
+    from prefect.deployments import run_deployment as run
+
+    with prefect_settings(server):
+        return run(name, timeout=300, poll_interval=2, parameters=parameters)
+
+
+@contextmanager
 def api_client(server):
     """A Prefect client for the test's server."""
     from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with temporary_settings(updates={PREFECT_API_URL: server["api"]}), get_client(sync_client=True) as client:
+    with prefect_settings(server), get_client(sync_client=True) as client:
         yield client
 
 
@@ -233,3 +267,198 @@ def test_the_dashboard_and_the_report_show_the_run_in_chromium(server, published
     browse(report.as_uri(), profile, tmp_path / "report.png")
     shots = sorted(tmp_path.glob("*.png"))
     assert len(shots) == 4 and all(s.stat().st_size > 10_000 for s in shots), shots
+
+
+PREFLIGHT = {
+    "Access-Control-Request-Method": "POST",
+    "Access-Control-Request-Headers": "content-type,prefect-csrf-token,prefect-csrf-client",
+}
+
+
+def test_pages_of_other_origins_may_not_call_the_api(server):
+    import httpx
+
+    api, ui = server["api"], server["ui"]
+    evil = httpx.options(f"{api}/flow_runs/filter", headers={"Origin": "http://evil.example", **PREFLIGHT})
+    assert evil.status_code == 400 and "access-control-allow-origin" not in evil.headers
+    # A plain GET is answered, but without the header a browser keeps the answer from the page.
+    read = httpx.get(f"{api}/admin/version", headers={"Origin": "http://evil.example"})
+    assert read.status_code == 200 and "access-control-allow-origin" not in read.headers
+    for origin in (ui, ui.replace("127.0.0.1", "localhost")):
+        own = httpx.options(f"{api}/flow_runs/filter", headers={"Origin": origin, **PREFLIGHT})
+        assert own.status_code == 200 and own.headers["access-control-allow-origin"] == origin
+    assert httpx.get(f"{ui}/ui-settings").json()["csrf_enabled"] is True
+
+
+def test_a_change_without_a_csrf_token_is_refused(server):
+    import httpx
+
+    api = server["api"]
+    created = httpx.post(f"{api}/flows/", json={"name": "csrf-probe"}, headers={"Origin": "http://evil.example"})
+    assert created.status_code == 403 and created.json() == {"detail": "Missing CSRF token."}
+    # A form post needs no preflight: only the missing token stops it.
+    form = httpx.post(f"{api}/flows/", content='{"name": "csrf-probe"}', headers={"Content-Type": "text/plain"})
+    assert form.status_code == 403 and form.json() == {"detail": "Missing CSRF token."}
+    with api_client(server) as client:
+        assert "csrf-probe" not in {flow.name for flow in client.read_flows()}
+
+
+def test_an_api_run_that_moves_models_or_paths_fails_in_one_line(server, published):
+    outside = server["root"] / "outside"
+    served = run_deployment(
+        server, {"run_id": "run-1", "options": {"backend": "served", "generator_url": "http://elsewhere"}}
+    )
+    moved = run_deployment(server, {"run_id": "run-1", "options": {"db": str(outside / "x.duckdb")}})
+    log = wait_for_text(published["worker_log"], "Engine execution exited", count=2)
+    assert served.state.is_failed() and moved.state.is_failed(), log[-3000:]
+    assert "RunRefused: options.backend, options.generator_url: only the deployment's own parameters" in (
+        served.state.message
+    )
+    assert f"RunRefused: options.db: {str(outside / 'x.duckdb')!r} resolves to" in moved.state.message
+    assert f"outside the deployment's folder {REPO}" in moved.state.message
+    assert all("\n" not in run.state.message for run in (served, moved))
+    assert log.count("RunRefused") == 2 and "Traceback" not in log  # the worker's log says it in lines, too
+    assert not outside.exists()
+
+
+def wait_for_text(path: Path, text: str, count: int = 1, timeout: float = 30) -> str:
+    """A log's content once `text` is in it `count` times (the worker relays a run's output a little later)."""
+    deadline = time.monotonic() + timeout
+    while (content := path.read_text(errors="replace")).count(text) < count and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return content
+
+
+@pytest.fixture(scope="module")
+def auth_server(tmp_path_factory):
+    """A second server, started with PREFECT_API_AUTH_STRING set."""
+    auth = f"reer:{secrets.token_hex(12)}"
+    with dashboard_server(tmp_path_factory.mktemp("dashboard-auth"), auth=auth) as started:
+        yield started
+
+
+def wait_for_deployment(server, name: str, process: subprocess.Popen, log: Path, timeout: float = 180) -> None:
+    """Wait until `name` exists on the server (`reer serve` creates it); fail if the process ends first."""
+    from prefect.exceptions import ObjectNotFound
+
+    deadline = time.monotonic() + timeout
+    with api_client(server) as client:
+        while time.monotonic() < deadline:
+            assert process.poll() is None, f"reer serve exited: {log.read_text(errors='replace')[-3000:]}"
+            try:
+                client.read_deployment_by_name(name)
+                return
+            except ObjectNotFound:
+                time.sleep(1)
+    pytest.fail(f"{name} did not appear within {timeout:.0f} s: {log.read_text(errors='replace')[-3000:]}")
+
+
+def test_with_an_auth_string_only_clients_that_send_it_get_in(auth_server, tmp_path):
+    import httpx
+
+    from reer.deployments import server_answers
+
+    api, root, secret = auth_server["api"], auth_server["root"], auth_server["auth"]
+    assert "its login asks for your PREFECT_API_AUTH_STRING" in auth_server["started"]
+    assert httpx.get(f"{api}/admin/version").status_code == 401
+    assert httpx.get(f"{api}/csrf-token", params={"client": "probe"}).status_code == 401  # no token, no change
+    assert server_answers(api)  # the health check stays open: reer's own, and probes
+    log_path = root / "serve.log"
+    with open(log_path, "wb") as log:
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "reer.cli", "serve", "publish-nightly"],
+            cwd=REPO,
+            env=auth_server["run_env"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_for_deployment(auth_server, "publish/publish-nightly", serve, log_path)
+        flow_run = run_deployment(auth_server, {"run_id": "run-1"})
+    finally:
+        stop_group(serve)
+    assert flow_run.state.is_completed(), log_path.read_text(errors="replace")[-3000:]
+    deployed = reer(["deploy", "publish-nightly"], auth_server["env"])
+    assert "deployed publish-nightly" in deployed.stdout
+    login, page = browse_logged_in(
+        auth_server["ui"],
+        f"{auth_server['ui']}/runs/flow-run/{flow_run.id}",
+        secret,
+        tmp_path / "chromium-profile",
+        ["publish-run-1", "Completed"],
+    )
+    assert "Login" in login and "publish-run-1" not in login
+    assert "publish-run-1" in page and "Completed" in page, page[:1500]
+    outputs = auth_server["started"] + deployed.stdout + deployed.stderr
+    leaked = [str(p) for p in root.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    assert secret not in outputs and not leaked, leaked
+
+
+def browse_logged_in(ui: str, url: str, auth: str, profile: Path, expected: list[str]) -> tuple[str, str]:
+    """The dashboard's first page, then `url`'s text after logging in with `auth`, in headless Chromium.
+
+    Driven over Chromium's DevTools protocol: the login form is typed into and submitted as a
+    user would, which --dump-dom cannot do.
+    """
+    import httpx
+    from websockets.sync.client import connect
+
+    process = subprocess.Popen(
+        [
+            chromium_binary(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            "--remote-debugging-port=0",
+            "--window-size=1400,1000",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        port_file = profile / "DevToolsActivePort"
+        deadline = time.monotonic() + 60
+        while not (port_file.exists() and port_file.read_text().strip()):
+            assert time.monotonic() < deadline, "chromium did not open its DevTools port"
+            time.sleep(0.5)
+        port = port_file.read_text().split()[0]
+        page = next(t for t in httpx.get(f"http://127.0.0.1:{port}/json/list").json() if t["type"] == "page")
+        with connect(page["webSocketDebuggerUrl"], max_size=None) as socket_:
+            calls = iter(range(1, 1_000_000))
+
+            def call(method: str, **params) -> dict:
+                ident = next(calls)
+                socket_.send(json.dumps({"id": ident, "method": method, "params": params}))
+                while (message := json.loads(socket_.recv(timeout=60))).get("id") != ident:
+                    pass
+                return message.get("result", {})
+
+            def evaluate(expression: str):
+                return call("Runtime.evaluate", expression=expression, returnByValue=True)["result"].get("value")
+
+            def text_with(words: list[str], timeout: float = 60) -> str:
+                deadline = time.monotonic() + timeout
+                while True:
+                    text = evaluate("document.body ? document.body.innerText : ''") or ""
+                    if all(w in text for w in words) or time.monotonic() > deadline:
+                        return re.sub(r"\s+", " ", text)
+                    time.sleep(0.5)
+
+            call("Page.navigate", url=ui)
+            login = text_with(["Login"])
+            evaluate("document.querySelector('input[type=password]').focus()")
+            call("Input.insertText", text=auth)
+            evaluate("document.querySelector('button[type=submit]').click()")
+            text_with(["Dashboard"])
+            call("Page.navigate", url=url)
+            return login, text_with(expected)
+    finally:
+        stop_group(process)
