@@ -58,7 +58,8 @@ def lm_head_flops(model) -> float:
 
 def full_recompute(model, request: ScoreRequest) -> list[float]:
     """The naive scorer: one full forward pass over context + target, logits at every position."""
-    context, target = model.encode(request.context), model.encode(request.target)
+    ids, start = model.score_prompt(request)
+    context, target = ids[:start], ids[start:]
     with torch.inference_mode():
         logits = model.model(torch.tensor([context + target])).logits[0].float()
     logprobs = torch.log_softmax(logits, dim=-1)
@@ -72,6 +73,7 @@ class NaiveModel:
         self.inner, self.stats = model, ModelStats()
         self.model_id, self.context_window = model.model_id, model.context_window
         self.render_chat, self.count_tokens = model.render_chat, model.count_tokens
+        self.request_tokens = model.request_tokens
 
     def generate(self, requests):
         out = []
@@ -90,7 +92,7 @@ class NaiveModel:
         return out
 
     def _one_sample(self, request, s):
-        prompt = self.inner.encode(self.inner.render_chat(request.messages) + request.prefill)
+        prompt = self.inner.generation_prompt(request)
         return self.inner._sample([0], [(0, s)], [request], [prompt])
 
     def score(self, requests):

@@ -16,7 +16,7 @@ from prefect.runtime import flow_run
 import reer
 from reer.models.base import LanguageModel
 from reer.models.loading import load_model
-from reer.settings import Settings
+from reer.settings import Role, Settings
 from reer.store import Store
 
 
@@ -65,6 +65,19 @@ def run_row(
         "dtype": settings.dtype,
         "prompt_version": prompt_version,
         "code_version": code_version(),
+        **role_columns("generator", settings, generator),
+        **role_columns("scorer", settings, scorer),
+    }
+
+
+def role_columns(role: Role, settings: Settings, model: LanguageModel | None) -> dict[str, Any]:
+    """One role's backend, dtype and model fingerprint as loaded; all NULL when the run loaded no model."""
+    if model is None:
+        return {f"{role}_backend": None, f"{role}_dtype": None, f"{role}_fingerprint": None}
+    return {
+        f"{role}_backend": settings.role_backend(role),
+        f"{role}_dtype": getattr(model, "dtype", None),  # a served model's is the server's, which it does not report
+        f"{role}_fingerprint": model.fingerprint,
     }
 
 

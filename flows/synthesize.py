@@ -12,6 +12,7 @@ from prefect.tasks import exponential_backoff
 
 from reer.flows.naming import run_tags, source_label, synthesize_run_name, tag_flow_run
 from reer.flows.publish import publish_run
+from reer.flows.run_options import run_settings
 from reer.flows.runs import load_models, new_run_id, recorded_run, run_row
 from reer.kill_points import kill_point
 from reer.settings import Settings
@@ -35,7 +36,7 @@ def synthesize(
     With `from_store`, search the stored examples that have no finished (completed or rejected) trajectory under
     this configuration instead (what `ingest` stored), reading no files.
     """
-    settings = Settings.of(options)
+    settings = run_settings(options)
     started = time.perf_counter()
     run_id = new_run_id()
     paths = [Path(p) for p in inputs] if inputs else [bundled_sample()]
@@ -49,7 +50,9 @@ def synthesize(
             )
         )
         if from_store:
-            loaded = select_pending(store, settings.search, PROMPT_VERSION, generator.model_id, scorer.model_id, limit)
+            loaded = select_pending(
+                store, settings.search, PROMPT_VERSION, generator.fingerprint, scorer.fingerprint, limit
+            )
         else:
             loaded = ingest_examples(
                 store,

@@ -71,6 +71,7 @@ class LanguageModel(Protocol):
     """A backend: transformers on CPU, vLLM in-process or served."""
 
     model_id: str
+    fingerprint: str  # the model's content, not its folder's name (models/loading.model_fingerprint)
     context_window: int
     stats: ModelStats
 
@@ -88,4 +89,8 @@ class LanguageModel(Protocol):
 
     def count_tokens(self, text: str) -> int:
         """Tokens in `text` under this model's tokenizer."""
+        ...
+
+    def request_tokens(self, request: GenerationRequest | ScoreRequest) -> int:
+        """Tokens `request` takes of `context_window` as sent: the prompt and what it may generate."""
         ...

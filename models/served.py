@@ -19,8 +19,10 @@ from pathlib import Path
 import httpx
 from pydantic import SecretStr
 
+from reer.ids import stable_id
 from reer.models.base import Generation, GenerationRequest, ModelStats, ModelUnavailable, ScoreRequest
 from reer.models.chat import ChatTokenizer
+from reer.models.loading import model_fingerprint
 from reer.models.vllm_backend import engine_seed, finish_reason, target_logprobs
 
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
@@ -90,7 +92,11 @@ class ServedModel(ChatTokenizer):
             limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
         )
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="reer-served")
-        self.served_name, self.context_window = self._find_model(folder)
+        self.served_name, self.context_window, root = self._find_model(folder)
+        # The weights are the server's, out of reach: the fingerprint joins what the local folder holds
+        # (tokenizer and config; weights too where the server reads this very folder) with what the
+        # server reports of the model it serves: its name, the path it loaded, its context length.
+        self.fingerprint = stable_id(model_fingerprint(folder), self.served_name, root, self.context_window)
 
     # -- HTTP with retries ------------------------------------------------------------------
     def _count(self, key: str, n: int = 1) -> None:
@@ -149,13 +155,14 @@ class ServedModel(ChatTokenizer):
             raise next((e for e in errors if not isinstance(e, GaveUpWithSibling)), errors[0])
         return answers
 
-    def _find_model(self, folder: Path) -> tuple[str, int]:
-        """The served model's API name (it must be this folder's model) and its context length."""
+    def _find_model(self, folder: Path) -> tuple[str, int, str]:
+        """The served model's API name (it must be this folder's model), its context length and where it was loaded from."""
         listed = self._call("GET", "/v1/models").get("data", [])
         wanted = {self.model_id, folder.name, str(folder)}
         for entry in listed:
             if entry.get("id") in wanted or Path(str(entry.get("id"))).name in wanted:
-                return entry["id"], int(entry.get("max_model_len") or 0) or self._tokenizer_window()
+                window = int(entry.get("max_model_len") or 0) or self._tokenizer_window()
+                return entry["id"], window, str(entry.get("root") or entry["id"])
         names = ", ".join(str(e.get("id")) for e in listed) or "nothing"
         raise ServedRequestRejected(f"the server at {self.shown_url} serves {names}, not {self.model_id}")
 

@@ -20,6 +20,7 @@ from reer.models.base import Generation, GenerationRequest, ModelStats, ScoreReq
 from reer.models.batching import chunk_by_budget, group_by_shared_prefix, left_padded
 from reer.models.chat import ChatTokenizer
 from reer.models.llama_runner import LlamaDecoder, LlamaRunner, supports
+from reer.models.loading import model_fingerprint
 from reer.settings import ModelSpec
 
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -43,6 +44,7 @@ class TransformersModel(ChatTokenizer):
         if spec.threads:
             torch.set_num_threads(spec.threads)
         self.model_id = model_id
+        self.fingerprint = model_fingerprint(folder)
         self.dtype = spec.dtype
         super().__init__(folder)
         self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=DTYPES[spec.dtype]).eval()
@@ -67,8 +69,9 @@ class TransformersModel(ChatTokenizer):
     @torch.inference_mode()
     def score(self, requests: Sequence[ScoreRequest]) -> list[list[float]]:
         started = time.perf_counter()
-        contexts = [self.encode(r.context) for r in requests]
-        targets = [self.encode(r.target) for r in requests]
+        encoded = [self.score_prompt(r) for r in requests]
+        contexts = [ids[:start] for ids, start in encoded]
+        targets = [ids[start:] for ids, start in encoded]
         results: list[list[float]] = [[] for _ in requests]
         for group in group_by_shared_prefix(contexts):
             self._score_group(group.prefix_len, group.members, contexts, targets, results)
@@ -125,7 +128,7 @@ class TransformersModel(ChatTokenizer):
     @torch.inference_mode()
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Generation]]:
         started = time.perf_counter()
-        prompts = [self.encode(self.render_chat(r.messages) + r.prefill) for r in requests]
+        prompts = [self.generation_prompt(r) for r in requests]
         out: list[list[Generation]] = [[] for _ in requests]
         # Chunks of whole requests, at most `generation_batch_size` sampled rows each, similar lengths together.
         chunk: list[int] = []

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from reer.models.base import Generation, GenerationRequest, ModelStats, ScoreRequest
 from reer.models.chat import ChatTokenizer
+from reer.models.loading import model_fingerprint
 from reer.settings import ModelSpec
 
 SEED_RANGE = 2**63 - 2**16  # vLLM takes int64 seeds and gives sample i of a request the seed seed+i
@@ -57,6 +58,7 @@ class VllmModel(ChatTokenizer):
             enforce_eager=engine.enforce_eager,
         )
         self.model_id = model_id
+        self.fingerprint = model_fingerprint(folder)
         self.dtype = spec.dtype
         self.context_window = int(self.llm.llm_engine.model_config.max_model_len)
         self.stats = ModelStats(extra={"load_seconds": round(time.perf_counter() - started, 1)})

@@ -14,12 +14,26 @@ CREATE TABLE IF NOT EXISTS runs (
     config_hash     VARCHAR,
     generator_model VARCHAR,
     scorer_model    VARCHAR,
-    backend         VARCHAR,
-    dtype           VARCHAR,
+    backend         VARCHAR,          -- one name, or each role's when they differ
+    dtype           VARCHAR,          -- the setting
     prompt_version  VARCHAR,
     code_version    VARCHAR,          -- reer version and git commit
-    started_at      TIMESTAMPTZ DEFAULT current_timestamp
+    started_at      TIMESTAMPTZ DEFAULT current_timestamp,
+    -- Per role, as loaded (NULL: the role's model was not loaded, or the run predates the columns).
+    generator_backend     VARCHAR,
+    scorer_backend        VARCHAR,
+    generator_dtype       VARCHAR,    -- NULL on the served backend: the server chose it and does not say
+    scorer_dtype          VARCHAR,
+    generator_fingerprint VARCHAR,    -- the model's content (models/loading.model_fingerprint)
+    scorer_fingerprint    VARCHAR
 );
+-- Stores written before per-role columns: add them; their old runs keep NULL.
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS generator_backend VARCHAR;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS scorer_backend VARCHAR;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS generator_dtype VARCHAR;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS scorer_dtype VARCHAR;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS generator_fingerprint VARCHAR;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS scorer_fingerprint VARCHAR;
 
 -- Status changes of a run (running, completed, failed, interrupted); the latest wins.
 CREATE TABLE IF NOT EXISTS run_events (
@@ -73,26 +87,34 @@ CREATE TABLE IF NOT EXISTS source_records (
     created_at    TIMESTAMPTZ DEFAULT current_timestamp
 );
 
--- One row per run that covers a trajectory. trajectory_id hashes (example, search config,
--- prompt version, models, seed): the same inputs and settings give the same id, so a rerun
--- of the same command finds the same trajectories. `start` says how this run found it:
--- new, resumed (steps stored by an earlier run) or finished (an earlier run ended it).
+-- One row per run that covers a trajectory. trajectory_id hashes (example, search config with
+-- its seed, prompt version, both models' fingerprints): the same inputs and settings give the
+-- same id, so a rerun of the same command finds the same trajectories. `start` says how this
+-- run found it: new, resumed (steps stored by an earlier run), finished (an earlier run ended
+-- it) or rejected (its reference cannot be scored: an outcome says why, and nothing is searched).
 CREATE TABLE IF NOT EXISTS trajectories (
     trajectory_id   VARCHAR NOT NULL,
     run_id          VARCHAR NOT NULL,
     example_id      VARCHAR NOT NULL,
     config_hash     VARCHAR,
     prompt_version  VARCHAR,
-    generator_model VARCHAR,
+    generator_model VARCHAR,          -- the names as given, for people
     scorer_model    VARCHAR,
     seed            UBIGINT,
     language        VARCHAR,
     start           VARCHAR,
     created_at      TIMESTAMPTZ DEFAULT current_timestamp,
+    generator_fingerprint VARCHAR,    -- the models' content, for identity: two folders of one name differ here
+    scorer_fingerprint    VARCHAR,
     PRIMARY KEY (trajectory_id, run_id)
 );
 -- Stores made by reer 0.1.0 lack the column.
 ALTER TABLE trajectories ADD COLUMN IF NOT EXISTS start VARCHAR;
+-- Stores made before fingerprints: their rows keep NULL, since nothing tells which weights a
+-- name stood for then; no query matches NULL, so their examples are searched again under ids
+-- that do name the weights.
+ALTER TABLE trajectories ADD COLUMN IF NOT EXISTS generator_fingerprint VARCHAR;
+ALTER TABLE trajectories ADD COLUMN IF NOT EXISTS scorer_fingerprint VARCHAR;
 
 -- Every version of the thinking: the initial one, every candidate (scored or not), with
 -- its parent (the best revision when it was proposed) and whether it was accepted.
@@ -108,7 +130,7 @@ CREATE TABLE IF NOT EXISTS revisions (
     segment_text     VARCHAR,            -- the rewritten segment (raw output when unparsable)
     thinking         VARCHAR NOT NULL,   -- the whole thinking this revision stands for
     accepted         BOOLEAN NOT NULL,
-    status           VARCHAR NOT NULL,   -- scored | rejected | unparsable | unchanged
+    status           VARCHAR NOT NULL,   -- scored | rejected | unparsable | unchanged | context_overflow
     note             VARCHAR,            -- why it was rejected or skipped
     score            DOUBLE,             -- -mean(clip(logp, -2, 0)) over scored answer tokens
     nll              DOUBLE,             -- unclipped mean negative log-likelihood
@@ -133,8 +155,11 @@ CREATE TABLE IF NOT EXISTS outcomes (
     steps             INTEGER,
     accepted_edits    INTEGER,
     segments          INTEGER,
-    created_at        TIMESTAMPTZ DEFAULT current_timestamp
+    created_at        TIMESTAMPTZ DEFAULT current_timestamp,
+    note              VARCHAR            -- why it ended, where no revision says it (context_overflow)
 );
+-- Stores made before the note lack it.
+ALTER TABLE outcomes ADD COLUMN IF NOT EXISTS note VARCHAR;
 
 -- Every input record or item that was dropped, with its reason. Nothing vanishes.
 CREATE TABLE IF NOT EXISTS rejects (

@@ -4,7 +4,9 @@
 CREATE OR REPLACE VIEW run_overview AS
 SELECT r.run_id, r.flow_name, r.flow_run_id, r.generator_model, r.scorer_model, r.backend, r.dtype,
        r.prompt_version, r.code_version, r.config_hash, r.started_at,
-       e.status, e.created_at AS status_at, e.detail
+       e.status, e.created_at AS status_at, e.detail,
+       r.generator_backend, r.scorer_backend, r.generator_dtype, r.scorer_dtype,
+       r.generator_fingerprint, r.scorer_fingerprint
 FROM runs r
 LEFT JOIN (
     SELECT * FROM run_events QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY created_at DESC) = 1
@@ -16,7 +18,8 @@ SELECT v.trajectory_id, v.run_id, v.revision_id, v.step, v.score, v.nll, v.ppl,
        v.thinking, v.thinking_tokens, v.scored_tokens,
        o.initial_score, o.final_score, o.steps, o.accepted_edits, o.reason AS stop_reason,
        t.example_id, x.query, x.reference, x.category, x.language, x.source, x.source_record,
-       t.generator_model, t.scorer_model, t.prompt_version, t.config_hash
+       t.generator_model, t.scorer_model, t.prompt_version, t.config_hash,
+       t.generator_fingerprint, t.scorer_fingerprint
 FROM revisions v
 JOIN trajectories t USING (trajectory_id, run_id)
 JOIN examples x USING (example_id)
@@ -32,6 +35,7 @@ WITH steps AS (
            count(*) FILTER (WHERE kind = 'candidate') AS candidates,
            count(*) FILTER (WHERE status = 'unparsable') AS unparsable,
            count(*) FILTER (WHERE status = 'unchanged') AS unchanged,
+           count(*) FILTER (WHERE status = 'context_overflow') AS context_overflow,
            bool_or(accepted) AS accepted,
            min(score) AS best_candidate_score,
            min(score) FILTER (WHERE accepted) AS accepted_score

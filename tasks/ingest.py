@@ -228,7 +228,7 @@ ingest_examples = task(ingest_files, name="ingest_examples", cache_policy=NO_CAC
 
 @task(cache_policy=NO_CACHE)
 def select_pending(
-    store, config, prompt_version: str, generator_model: str, scorer_model: str, limit: int | None = None
+    store, config, prompt_version: str, generator_fingerprint: str, scorer_fingerprint: str, limit: int | None = None
 ) -> Ingested:
     """Stored examples with no finished (completed or rejected) trajectory under this search configuration, prompts and models."""
     from reer.sql import read_sql
@@ -237,8 +237,8 @@ def select_pending(
         read_sql("queries/pending_examples"),
         config_hash=config.fingerprint(),
         prompt_version=prompt_version,
-        generator_model=generator_model,
-        scorer_model=scorer_model,
+        generator_fingerprint=generator_fingerprint,
+        scorer_fingerprint=scorer_fingerprint,
     )
     rows = frame.select(EXAMPLE_FIELDS).to_dicts()[: limit if limit is not None else None]
     return Ingested([Example(**row) for row in rows], 0, 0, {"pending": frame.height})

@@ -74,7 +74,7 @@ class RevisionRecord:
     segment_text: str | None
     thinking: str
     accepted: bool
-    status: str  # scored | rejected | unparsable | unchanged | pending
+    status: str  # scored | rejected | unparsable | unchanged | context_overflow | pending
     note: str | None = None
     score: float | None = None
     nll: float | None = None
@@ -91,10 +91,11 @@ class OutcomeRecord:
 
     trajectory_id: str
     status: str  # completed | rejected
-    reason: str  # below_tau | pass_complete | too_short | unfinished_thinking | single_segment
+    reason: str  # below_tau | pass_complete | too_short | unfinished_thinking | single_segment | context_overflow
     final_revision_id: str | None
     initial_score: float | None
     final_score: float | None
     steps: int
     accepted_edits: int
     segments: int
+    note: str | None = None  # why it ended, where no revision says it (the detail of its reject)

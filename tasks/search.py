@@ -72,7 +72,7 @@ class ItemSearch:
     step: int = 0
     accepted_edits: int = 0
     _candidates: list[RevisionRecord] = field(default_factory=list)
-    _held: list[RevisionRecord] = field(default_factory=list)  # unparsable ones, emitted with their step
+    _held: list[RevisionRecord] = field(default_factory=list)  # set-aside candidates, emitted with their step
     _opener: str = ""
     _opening: str = ""
 
@@ -118,6 +118,20 @@ class ItemSearch:
         if self.best is None:
             return self._on_initial_scored(logprobs[0])
         return self._on_candidates_scored(logprobs)
+
+    def on_overflow(self, tokens: Sequence[int], window: int) -> list[Record]:
+        """Refuse the requests of the current need that exceed `window`; `tokens` is each request's size.
+
+        A generation that cannot fit ends the search, and so does z(0)'s scoring. A candidate
+        whose scoring cannot fit is kept unscored with its step, and the step goes on with the rest.
+        """
+        if isinstance(self.need, GenerationNeed):
+            return self._on_generation_overflow(tokens[0], window)
+        if self.best is None:
+            record = self._candidates.pop()
+            record.note = f"scoring z(0) needs {tokens[0]} tokens; the scorer reads {window}"
+            return [record, self._finish("rejected", "context_overflow")]
+        return self._on_candidates_overflow(tokens, window)
 
     def _on_initial(self, g: Generation) -> list[Record]:
         thinking = (self._opener + g.text).strip()
@@ -232,6 +246,34 @@ class ItemSearch:
         self.need = ScoringNeed([self._score_request(r.thinking) for r in self._candidates])
         return records
 
+    def _on_generation_overflow(self, tokens: int, window: int) -> list[Record]:
+        request = self.need.request
+        what = "z(0)" if self.best is None else f"the rewrite of segment {self.step}"
+        note = (
+            f"{what} needs {tokens} tokens (its prompt and {request.max_new_tokens} new ones); "
+            f"the generator reads {window}"
+        )
+        if self.best is not None:
+            self.step -= 1  # the step never ran: the outcome counts the steps done
+        return [self._finish("rejected", "context_overflow", note)]
+
+    def _on_candidates_overflow(self, tokens: Sequence[int], window: int) -> list[Record]:
+        fitting: list[RevisionRecord] = []
+        requests: list[ScoreRequest] = []
+        for record, request, n in zip(self._candidates, self.need.requests, tokens):
+            if n <= window:
+                fitting.append(record)
+                requests.append(request)
+                continue
+            record.status = "context_overflow"
+            record.note = f"scoring this rewrite needs {n} tokens; the scorer reads {window}"
+            self._held.append(record)
+        self._candidates = fitting
+        if not fitting:
+            return self._release() + self._advance()
+        self.need = ScoringNeed(requests)
+        return []
+
     def _release(self) -> list[Record]:
         """A step's records leave together, so a stored step is always a whole step."""
         held, self._held = self._held, []
@@ -274,7 +316,7 @@ class ItemSearch:
         search.step = max(r.step for r in stored)
         return search, search._advance()
 
-    def _finish(self, status: str, reason: str) -> OutcomeRecord:
+    def _finish(self, status: str, reason: str, note: str | None = None) -> OutcomeRecord:
         self.done, self.need = True, None
         return OutcomeRecord(
             trajectory_id=self.item.trajectory_id,
@@ -286,6 +328,7 @@ class ItemSearch:
             steps=self.step,
             accepted_edits=self.accepted_edits,
             segments=len(self.segments),
+            note=note,
         )
 
 
@@ -306,7 +349,8 @@ def drive(
     sink before the next call, so a model error or a crash never strands a transition
     that was applied in memory but not stored. Raises StopRequested at a batch boundary
     once `stop_requested()` says so; never between a generation and the scoring of its text,
-    which is what makes it worth storing.
+    which is what makes it worth storing. Every request is checked against its model's window
+    first: one that cannot fit is never sent (`ItemSearch.on_overflow`), and the rest go on.
     """
     from reer.interrupts import StopRequested
 
@@ -322,12 +366,16 @@ def drive(
 
     while active:
         wanting = [s for s in active if isinstance(s.need, GenerationNeed)]
-        batch, rows = [], 0
+        batch, rows, refused = [], 0, []
         for s in wanting:
             if batch and rows + s.need.request.n > generation_rows:
                 break
-            batch.append(s)
-            rows += s.need.request.n
+            refused.extend(overflowing(s, generator))
+            if not s.done:
+                batch.append(s)
+                rows += s.need.request.n
+        # Stored before the call they were left out of: a failed call must not strand them.
+        store(refused, may_stop=False)
         if batch:
             results = generator.generate([s.need.request for s in batch])
             kill_point("generated")
@@ -335,6 +383,9 @@ def drive(
             # A stop waits for the scoring of what was just generated: stopping here would throw it away.
             store(records, may_stop=not any(isinstance(s.need, ScoringNeed) for s in batch))
         scoring = [s for s in active if isinstance(s.need, ScoringNeed)]
+        refused = [r for s in scoring for r in overflowing(s, scorer)]
+        scoring = [s for s in scoring if isinstance(s.need, ScoringNeed)]  # a refusal may have moved one on
+        store(refused, may_stop=not scoring)
         if scoring:
             logprobs = scorer.score([r for s in scoring for r in s.need.requests])
             kill_point("scored")
@@ -348,3 +399,14 @@ def drive(
         active = [s for s in active if not s.done]
         if on_batch:
             on_batch(total - len(active), total)
+
+
+def overflowing(search: ItemSearch, model: LanguageModel) -> list[Record]:
+    """Check every request of the search's need against the model's window; what refusing the misfits emits."""
+    need = search.need
+    requests = [need.request] if isinstance(need, GenerationNeed) else need.requests
+    tokens = [model.request_tokens(r) for r in requests]
+    window = model.context_window
+    if all(n <= window for n in tokens):
+        return []
+    return search.on_overflow(tokens, window)

@@ -33,9 +33,16 @@ class TrajectoryKey:
     seed: int  # the item's own seed, derived from the base seed and the example
 
 
-def trajectory_key(example_id: str, config: SearchConfig, generator_id: str, scorer_id: str) -> TrajectoryKey:
-    """The same inputs always give the same key; any changed setting gives a new one."""
-    trajectory_id = stable_id(example_id, config.fingerprint(), PROMPT_VERSION, generator_id, scorer_id, config.seed)
+def trajectory_key(
+    example_id: str, config: SearchConfig, generator_fingerprint: str, scorer_fingerprint: str
+) -> TrajectoryKey:
+    """The same inputs always give the same key; any changed setting or model content gives a new one.
+
+    Models enter by fingerprint, not by name: two folders called checkpoint-500 are two models.
+    """
+    trajectory_id = stable_id(
+        example_id, config.fingerprint(), PROMPT_VERSION, generator_fingerprint, scorer_fingerprint, config.seed
+    )
     return TrajectoryKey(trajectory_id, int(stable_id(config.seed, example_id), 16) & (2**63 - 1))
 
 
@@ -58,7 +65,29 @@ def plan_search(
             key.trajectory_id, example.example_id, example.query, split, example.reference, example.language, key.seed
         )
     return Rejected(
-        example.source, example.source_record, reason, detail, example_id=example.example_id, stage="search"
+        example.source,
+        example.source_record,
+        reason,
+        detail,
+        example_id=example.example_id,
+        stage="search",
+        trajectory_id=key.trajectory_id,
+    )
+
+
+def rejected_outcome(rejected: Rejected) -> OutcomeRecord:
+    """The outcome of a trajectory rejected before its search: it is finished, like one the search rejected."""
+    return OutcomeRecord(
+        trajectory_id=rejected.trajectory_id,
+        status="rejected",
+        reason=rejected.reason,
+        final_revision_id=None,
+        initial_score=None,
+        final_score=None,
+        steps=0,
+        accepted_edits=0,
+        segments=0,  # no thinking was written to segment
+        note=rejected.detail,
     )
 
 
@@ -94,7 +123,7 @@ def prepare_searches(
     done, stored = stored_progress(store)
     searches, trajectories, rejects, finished = [], [], [], []
     for ex in examples:
-        key = trajectory_key(ex.example_id, config, generator.model_id, scorer.model_id)
+        key = trajectory_key(ex.example_id, config, generator.fingerprint, scorer.fingerprint)
         # Every trajectory the run covers gets a row, finished ones too: validation and export
         # of this run then see the same trajectories however many reruns it took.
         attempt = {
@@ -105,6 +134,8 @@ def prepare_searches(
             "prompt_version": PROMPT_VERSION,
             "generator_model": generator.model_id,
             "scorer_model": scorer.model_id,
+            "generator_fingerprint": generator.fingerprint,
+            "scorer_fingerprint": scorer.fingerprint,
             "seed": key.seed,
             "language": ex.language,
             "start": "finished",
@@ -114,7 +145,10 @@ def prepare_searches(
             continue
         planned = plan_search(ex, key, config, scorer.count_tokens, scorer.context_window)
         if isinstance(planned, Rejected):
+            # Finished like a search that ended rejected (a trajectory row, an outcome, one reject):
+            # the next run and the pending queue pass it by instead of rejecting it again.
             rejects.append(planned)
+            trajectories.append({**attempt, "start": "rejected"})
             notice(planned.line())
             continue
         query_prompt = scorer.render_chat([("user", ex.query)])
@@ -126,6 +160,7 @@ def prepare_searches(
         trajectories.append({**attempt, "start": "resumed" if key.trajectory_id in stored else "new"})
     with store.transaction() as con:
         store.append(con, "trajectories", trajectories)
+        store.append(con, "outcomes", [{**rejected_outcome(r).__dict__, "run_id": run_id} for r in rejects])
         store.append(con, "rejects", [r.row(run_id) for r in rejects])
     if finished:
         store_sink(store, run_id)(finished)
@@ -135,13 +170,15 @@ def prepare_searches(
 
 
 def search_rejects(records: Sequence[Record]) -> list[Rejected]:
-    """A reject for every search that ended rejected, with the note of its last revision as the detail."""
+    """A reject for every search that ended rejected; its detail is the outcome's note, else its revision's."""
     notes: dict[str, str] = {}
     for r in records:
         if isinstance(r, RevisionRecord) and r.note:
             notes.setdefault(r.trajectory_id, r.note)
     return [
-        Rejected(None, None, o.reason, notes.get(o.trajectory_id), stage="search", trajectory_id=o.trajectory_id)
+        Rejected(
+            None, None, o.reason, o.note or notes.get(o.trajectory_id), stage="search", trajectory_id=o.trajectory_id
+        )
         for o in records
         if isinstance(o, OutcomeRecord) and o.status == "rejected"
     ]

@@ -49,6 +49,7 @@ class RunSummary:
     candidates: int = 0
     unparsable: int = 0
     unchanged: int = 0
+    context_overflow: int = 0  # rewrites set aside unscored: their scoring exceeded the scorer's window
     generated_tokens: int | None = None
     scored_tokens: int | None = None
     model_retries: int = 0

@@ -8,7 +8,6 @@ reaches the terminal.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +17,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from reer.console import clean
+
 if TYPE_CHECKING:
     import polars as pl
 
@@ -26,19 +27,6 @@ if TYPE_CHECKING:
 SHORT_CELL = 40  # a column whose cells are all this short (ids, numbers, dates, names) never folds
 LONG_MIN = 20  # a long text column is folded down to this width at the least
 SOURCE_STATUSES = ("loaded", "duplicate", "known", "over_limit", "rejected")
-# Whole escape sequences first (CSI with its parameters; OSC, DCS, SOS, PM and APC up to their
-# terminator; the other ESC forms), then any control character left: C0 but newline and tab, DEL, C1.
-_CONTROLS = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]"
-    r"|\x1b[\]PX^_][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)"
-    r"|\x1b[ -/]*[0-~]"
-    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
-)
-
-
-def clean(text: str) -> str:
-    """Stored text as it may reach a terminal: no escape sequence, no control character but newline and tab."""
-    return _CONTROLS.sub("", text)
 
 
 def data(value: Any) -> Text:
@@ -80,6 +68,7 @@ def print_summary(summary: RunSummary) -> None:
         ("accepted edits / candidates", f"{summary.accepted_edits or 0} / {summary.candidates}"),
         ("unparsable rewrites", summary.unparsable),
         ("rewrites repeating their segment", summary.unchanged),
+        ("rewrites too long to score", summary.context_overflow),
         ("wall time", f"{summary.wall_seconds} s"),
         ("items per hour", summary.items_per_hour),
         ("generated tokens/s", summary.generated_tokens_per_second),

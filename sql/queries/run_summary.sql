@@ -20,6 +20,7 @@ SELECT
     (SELECT count(*) FROM v WHERE kind = 'candidate')                          AS candidates,
     (SELECT count(*) FROM v WHERE status = 'unparsable')                       AS unparsable,
     (SELECT count(*) FROM v WHERE status = 'unchanged')                        AS unchanged,
+    (SELECT count(*) FROM v WHERE status = 'context_overflow')                 AS context_overflow,
     (SELECT sum(generated_tokens)::BIGINT FROM v)                              AS generated_tokens,
     (SELECT sum(scored_tokens)::BIGINT FROM v)                                 AS scored_tokens,
     (SELECT count(*) FROM run_events WHERE run_id = $run_id AND status = 'retrying') AS model_retries;

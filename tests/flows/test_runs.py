@@ -7,11 +7,13 @@ import re
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import duckdb
 import pytest
 
-from reer.flows.runs import complete_run, mark_crashed, new_run_id, recorded_run
+from reer.flows.runs import complete_run, mark_crashed, new_run_id, recorded_run, run_row
+from reer.settings import Settings
 from reer.store import Store
 
 RUN = {"run_id": "run-1", "flow_name": "synthesize", "backend": "transformers", "config_hash": "cfg"}
@@ -59,6 +61,22 @@ def test_run_ids_sort_by_start_time_and_are_unique():
     later = [new_run_id() for _ in range(500)]
     assert all(first < other for other in later)
     assert len(set(later)) == len(later)
+
+
+def test_a_run_records_each_roles_backend_dtype_and_model_fingerprint(tmp_path):
+    settings = Settings(scorer_backend="served", scorer_url="http://127.0.0.1:9", dtype="float32")
+    generator = SimpleNamespace(model_id="checkpoint-500", fingerprint="a" * 16, dtype="float32")
+    scorer = SimpleNamespace(model_id="checkpoint-500", fingerprint="b" * 16)  # served: no dtype of its own
+    store = Store(tmp_path / "reer.duckdb")
+    store.write("runs", [run_row("run-1", "synthesize", settings, generator, scorer, "p1")])
+    store.write("runs", [run_row("run-2", "ingest", settings, None, None, "q1")])  # ingest without the model
+    roles = [f"{role}_{column}" for role in ("generator", "scorer") for column in ("backend", "dtype", "fingerprint")]
+    rows = store.query(f"SELECT run_id, {', '.join(roles)} FROM run_overview ORDER BY run_id").rows()
+    store.close()
+    assert rows == [
+        ("run-1", "transformers", "float32", "a" * 16, "served", None, "b" * 16),
+        ("run-2", None, None, None, None, None, None),
+    ]
 
 
 # -- recorded_run --------------------------------------------------------------------------------

@@ -182,3 +182,76 @@ def test_a_second_run_skips_finished_trajectories(finished_run, tmp_path):
     assert again.skipped_done == completed == 2 and again.items == 2
     assert again.revisions == 0 and again.completed_here == 0
     assert again.completed == summary.completed and again.mean_final_score == summary.mean_final_score
+
+
+NOTE = {
+    "query": "Write a short note about the sea.",
+    "reference": "The sea was grey. " * 8 + "\n\n" + "It calmed. " * 12,
+}
+TINY = dict(max_initial_tokens=48, max_steps=1, k=1, seed=1)  # one short z(0): too short, so rejected at once
+
+
+def linked_copy(folder: Path, into: Path, config: dict | None = None) -> Path:
+    """`folder`'s files linked into `into`; config.json a changed copy when `config` is given."""
+    into.mkdir(parents=True)
+    for f in folder.iterdir():
+        if f.name == "config.json" and config:
+            (into / f.name).write_text(json.dumps({**json.loads(f.read_text()), **config}))
+        else:
+            (into / f.name).symlink_to(f)
+    return into
+
+
+def test_a_checkpoint_of_the_same_name_is_searched_again_and_a_copy_of_the_model_is_not(tmp_path, fp32_model):
+    from reer.flows.synthesize import synthesize
+    from reer.models.shipped import SHIPPED_MODEL_ID, resolve_model
+
+    shipped = resolve_model(SHIPPED_MODEL_ID, HOME)
+    copy = linked_copy(shipped, tmp_path / "elsewhere" / SHIPPED_MODEL_ID)
+    changed = linked_copy(shipped, tmp_path / "run-b" / SHIPPED_MODEL_ID, {"rms_norm_eps": 1e-6})
+    data = tmp_path / "note.jsonl"
+    data.write_text(json.dumps(NOTE) + "\n")
+    options = {"db": str(tmp_path / "reer.duckdb"), "out": str(tmp_path / "out"), "dtype": "float32"}
+    options |= {"home": str(HOME), "search": TINY}
+    first = synthesize(inputs=[str(data)], options=options)
+    same = synthesize(inputs=[str(data)], options={**options, "generator_model": str(copy), "scorer_model": str(copy)})
+    other = synthesize(
+        inputs=[str(data)], options={**options, "generator_model": str(changed), "scorer_model": str(changed)}
+    )
+    assert (first.items, first.skipped_done, first.revisions) == (1, 0, 1)
+    assert (same.items, same.skipped_done, same.revisions) == (1, 1, 0)  # the same weights elsewhere: done
+    assert (other.items, other.skipped_done, other.revisions) == (1, 0, 1)  # one name, other model: searched
+    con = duckdb.connect(options["db"], read_only=True)
+    trajectories = rows(con, "SELECT * FROM trajectories ORDER BY created_at")
+    runs = {r["run_id"]: r for r in rows(con, "SELECT * FROM run_overview")}
+    con.close()
+    assert {t["generator_model"] for t in trajectories} == {SHIPPED_MODEL_ID}
+    ids = [t["trajectory_id"] for t in trajectories]
+    assert ids[0] == ids[1] != ids[2]
+    for t in trajectories:
+        run = runs[t["run_id"]]
+        assert t["generator_fingerprint"] == t["scorer_fingerprint"] == run["generator_fingerprint"]
+        assert run["scorer_backend"] == "transformers" and run["generator_dtype"] == run["scorer_dtype"] == "float32"
+    shipped_fingerprint, changed_fingerprint = (trajectories[i]["generator_fingerprint"] for i in (0, 2))
+    assert shipped_fingerprint == fp32_model.fingerprint != changed_fingerprint
+
+
+def test_a_reference_that_cannot_be_scored_is_rejected_once_and_not_pending_again(tmp_path, fp32_model):
+    from reer.flows.synthesize import synthesize
+
+    data = tmp_path / "short.jsonl"
+    data.write_text(json.dumps({"query": "Write one line.", "reference": "One short answer."}) + "\n")
+    options = {"db": str(tmp_path / "reer.duckdb"), "out": str(tmp_path / "out"), "dtype": "float32"}
+    options |= {"home": str(HOME), "search": TINY}
+    first = synthesize(inputs=[str(data)], options=options)
+    nightly = synthesize(from_store=True, options=options)
+    reseeded = synthesize(from_store=True, options={**options, "search": {**TINY, "seed": 2}})
+    assert (first.items, first.rejected_in_search, first.revisions) == (1, 1, 0)
+    assert [(r["reason"], r["n"]) for r in first.rejects_by_reason] == [("reference_single_segment", 1)]
+    assert nightly.items == 0 and nightly.rejects_by_reason == []  # finished: not pending, no second reject
+    assert (reseeded.items, reseeded.rejected_in_search) == (1, 1)  # another seed: another trajectory
+    con = duckdb.connect(options["db"], read_only=True)
+    fates = rows(con, "SELECT t.start, o.status, o.reason FROM trajectories t JOIN outcomes o USING (trajectory_id)")
+    assert rows(con, "SELECT count(*) AS n FROM rejects")[0]["n"] == 2
+    con.close()
+    assert fates == [{"start": "rejected", "status": "rejected", "reason": "reference_single_segment"}] * 2

@@ -43,8 +43,9 @@ def served(url: str, **options):
 class ScriptedServer:
     """A local HTTP server answering /v1/models, then each POST with the next (status, body) of a script."""
 
-    def __init__(self, script: list[tuple[int, dict]], hang: bool = False) -> None:
+    def __init__(self, script: list[tuple[int, dict]], hang: bool = False, model: dict | None = None) -> None:
         self.script, self.hang, self.posts = list(script), hang, 0
+        self.model = model or {"id": "SmolLM2-135M-Instruct", "max_model_len": 8192}  # its /v1/models entry
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -60,7 +61,7 @@ class ScriptedServer:
                 self.wfile.write(data)
 
             def do_GET(self) -> None:
-                self._answer(200, {"data": [{"id": "SmolLM2-135M-Instruct", "max_model_len": 8192}]})
+                self._answer(200, {"data": [owner.model]})
 
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -136,6 +137,20 @@ def test_a_rejected_request_is_not_retried():
         assert server.posts == 1 and model.stats.extra["retries"] == 0
     finally:
         server.close()
+
+
+def test_the_served_fingerprint_names_the_local_folder_and_what_the_server_says_it_serves():
+    """The weights are the server's: its entry (name, path loaded, context) stands in for them."""
+    entry = {"id": "SmolLM2-135M-Instruct", "root": "/models/run-a/SmolLM2-135M-Instruct", "max_model_len": 8192}
+    entries = [entry, {**entry, "root": "/models/run-b/SmolLM2-135M-Instruct"}, {**entry, "max_model_len": 4096}]
+    fingerprints = []
+    for model in [*entries, entry]:
+        server = ScriptedServer([], model=model)
+        try:
+            fingerprints.append(served(server.url).fingerprint)
+        finally:
+            server.close()
+    assert len(set(fingerprints)) == 3 and fingerprints[0] == fingerprints[-1]
 
 
 # -- against a real `vllm serve` --------------------------------------------------------------------

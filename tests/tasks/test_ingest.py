@@ -328,6 +328,8 @@ def test_pending_examples_are_those_without_a_completed_trajectory_under_this_co
                 "prompt_version": "p1",
                 "generator_model": "g",
                 "scorer_model": "s",
+                "generator_fingerprint": "g",
+                "scorer_fingerprint": "s",
             }
             for i in range(3)
         ],
@@ -360,6 +362,8 @@ def test_pending_examples_are_those_without_a_completed_trajectory_under_this_co
     assert len(pending.examples) == 17 and not {ids[0], ids[1]} & {e.example_id for e in pending.examples}
     assert len(select_pending.fn(store, config, "p2", "g", "s").examples) == 19  # another prompt version: all pending
     assert len(select_pending.fn(store, SearchConfig(tau=0.1), "p1", "g", "s", limit=4).examples) == 4
+    # Another seed is another configuration (the seed is part of the config hash): all pending.
+    assert len(select_pending.fn(store, SearchConfig(seed=7), "p1", "g", "s").examples) == 19
     store.close()
 
 
@@ -393,7 +397,7 @@ def test_an_example_whose_trajectory_was_rejected_is_not_pending_again(tmp_path)
     rejected, unfinished = first[0].example_id, first[1].example_id
     config = SearchConfig()
     common = {"run_id": "run-2", "config_hash": config.fingerprint(), "prompt_version": "p1"}
-    common |= {"generator_model": "g", "scorer_model": "s"}
+    common |= {"generator_model": "g", "scorer_model": "s", "generator_fingerprint": "g", "scorer_fingerprint": "s"}
     store.write(
         "trajectories",
         [

@@ -3,12 +3,15 @@
 The real model runs the same machine in tests/flows/test_synthesize.py.
 """
 
-from reer.models.base import Generation, ModelStats
+from dataclasses import replace
+
+from reer.models.base import Generation, GenerationRequest, ModelStats
 from reer.settings import SearchConfig
 from reer.tasks.prompts import REFINE_OPEN
 from reer.tasks.records import OutcomeRecord, RevisionRecord
 from reer.tasks.scoring import split_reference
 from reer.tasks.search import GenerationNeed, ItemSearch, ScoringNeed, SearchItem, drive
+from reer.tasks.search_tasks import search_rejects
 
 PARAS = [
     "First I picture who reads this and why they asked for it, and what they hope to feel." * 2,
@@ -47,6 +50,12 @@ class ScriptedModel:
 
     def count_tokens(self, text):
         return len(text.split())
+
+    def request_tokens(self, request):
+        if isinstance(request, GenerationRequest):
+            text = " ".join(content for _, content in request.messages) + " " + request.prefill
+            return self.count_tokens(text) + request.max_new_tokens
+        return self.count_tokens(request.context + " " + request.target) + 1
 
 
 def make_search(config=None, trajectory="t1"):
@@ -310,3 +319,138 @@ def test_search_defaults_are_the_authors_and_reach_the_requests():
     search.on_scored(scored_as(1.5))
     request = search.need.request
     assert (request.n, request.temperature, request.top_p) == (2, 0.8, 0.85)  # k rewrites per segment
+
+
+# -- requests over a model's context window (the scripted model counts words as tokens) -----
+
+
+def overflow_pair(config=None, query_prompt="U:" + "word " * 100):
+    """A search that fits, and one whose scoring context is longer (its query prompt is), both scripted."""
+    fits, _ = make_search(config)
+    item = replace(fits.item, trajectory_id="long", query="Write something. " + "word " * 300)
+    return fits, ItemSearch(item, fits.config, query_prompt, fits.count_tokens)
+
+
+def sent(model):
+    """Record every request the model is sent."""
+    requests = []
+    generate, score = model.generate, model.score
+    model.generate = lambda batch: requests.extend(batch) or generate(batch)
+    model.score = lambda batch: requests.extend(batch) or score(batch)
+    return requests
+
+
+def outcome_of(records, trajectory):
+    (outcome,) = [r for r in records if isinstance(r, OutcomeRecord) and r.trajectory_id == trajectory]
+    return outcome
+
+
+def test_a_generation_over_the_window_ends_its_item_and_the_others_go_on():
+    fits, too_long = overflow_pair()
+    model = ScriptedModel(lambda seed, i: Generation(f" GOOD rewrite {seed}-{i} " + "x" * 40, "stop", 20))
+    model.context_window = 600
+    needed = model.request_tokens(too_long.need.request)
+    assert model.request_tokens(fits.need.request) <= 600 < needed
+    requests, records = sent(model), []
+    drive([too_long, fits], model, model, records.extend)
+    outcome = outcome_of(records, "long")
+    assert (outcome.status, outcome.reason, outcome.steps, outcome.final_revision_id) == (
+        "rejected",
+        "context_overflow",
+        0,
+        None,
+    )
+    assert outcome.note == f"z(0) needs {needed} tokens (its prompt and 384 new ones); the generator reads 600"
+    assert not any(isinstance(r, RevisionRecord) and r.trajectory_id == "long" for r in records)
+    assert not any("word word" in str(r) for r in requests)  # never sent
+    assert outcome_of(records, "t1").reason == "pass_complete"
+    (reject,) = search_rejects(records)
+    assert (reject.reason, reject.detail, reject.trajectory_id) == ("context_overflow", outcome.note, "long")
+
+
+def test_a_refine_prompt_over_the_window_ends_its_item_after_the_steps_it_did():
+    # z(0) and its scoring fit; the refine prompt (whole thinking, 160 new tokens) does not.
+    search, model = make_search(SearchConfig(min_thinking_tokens=10, max_initial_tokens=16))
+    small, _ = make_search(SearchConfig(min_thinking_tokens=10, max_initial_tokens=16, max_refine_tokens=16), "t2")
+    model.context_window = 300
+    records = []
+    drive([search, small], model, model, records.extend)
+    outcome = outcome_of(records, "t1")
+    (initial,) = [r for r in records if isinstance(r, RevisionRecord) and r.trajectory_id == "t1"]
+    assert (outcome.status, outcome.reason, outcome.steps) == ("rejected", "context_overflow", 0)
+    assert outcome.final_revision_id == initial.revision_id and initial.status == "scored"
+    assert outcome.note.startswith("the rewrite of segment 1 needs ") and outcome.note.endswith("reads 300")
+    assert outcome_of(records, "t2").reason == "pass_complete"
+
+
+def test_an_initial_scoring_over_the_window_ends_its_item_with_its_thinking_kept():
+    fits, too_long = overflow_pair()
+    generator, scorer = make_search()[1], make_search()[1]
+    scorer.context_window = 150
+    requests, records = sent(scorer), []
+    drive([too_long, fits], generator, scorer, records.extend)
+    outcome = outcome_of(records, "long")
+    (initial,) = [r for r in records if isinstance(r, RevisionRecord) and r.trajectory_id == "long"]
+    assert (outcome.status, outcome.reason, outcome.final_revision_id) == ("rejected", "context_overflow", None)
+    assert initial.status == "rejected" and initial.score is None and initial.thinking
+    assert initial.note.startswith("scoring z(0) needs ") and initial.note.endswith("; the scorer reads 150")
+    assert all(scorer.request_tokens(r) <= 150 for r in requests)
+    assert outcome_of(records, "t1").reason == "pass_complete"
+    (reject,) = search_rejects(records)
+    assert (reject.reason, reject.detail) == ("context_overflow", initial.note)
+
+
+def test_a_candidate_over_the_scorers_window_is_kept_unscored_and_its_step_goes_on():
+    def rewrites(seed, i):  # the second rewrite of every step is far longer than the first
+        return Generation(f" GOOD rewrite {seed}-{i} " + ("word " * 300 if i else "x" * 40), "stop", 20)
+
+    search, _ = make_search()
+    generator, scorer = ScriptedModel(rewrites), ScriptedModel(rewrites)
+    scorer.context_window = 200
+    batches = []
+    requests = sent(scorer)
+    drive([search], generator, scorer, batches.append)
+    assert all(scorer.request_tokens(r) <= 200 for r in requests)
+    for step in (1, 2, 3):  # a step's records are stored together, the set-aside one with the scored one
+        (batch,) = [b for b in batches if any(getattr(r, "step", None) == step for r in b)]
+        first, second = sorted((r for r in batch if isinstance(r, RevisionRecord)), key=lambda r: r.candidate_index)
+        assert first.status == "scored" and first.score is not None
+        assert second.status == "context_overflow" and second.score is None and not second.accepted
+        assert second.note.startswith("scoring this rewrite needs ") and second.note.endswith("the scorer reads 200")
+    outcome = outcome_of([r for b in batches for r in b], "t1")
+    assert (outcome.status, outcome.reason, outcome.accepted_edits) == ("completed", "pass_complete", 3)
+
+
+def test_a_step_whose_candidates_all_overflow_moves_on_as_with_unusable_ones():
+    search, _ = make_search()
+    generator = ScriptedModel(lambda seed, i: Generation(" GOOD" + " word" * 300, "stop", 20))
+    scorer = ScriptedModel(generator.rewrites)
+    scorer.context_window = 200
+    records = []
+    drive([search], generator, scorer, records.extend)
+    candidates = [r for r in records if isinstance(r, RevisionRecord) and r.kind == "candidate"]
+    assert len(candidates) == 6 and all(r.status == "context_overflow" and r.score is None for r in candidates)
+    outcome = outcome_of(records, "t1")
+    assert (outcome.reason, outcome.steps, outcome.accepted_edits) == ("pass_complete", 3, 0)
+    assert outcome.final_score == outcome.initial_score
+
+
+def test_an_overflowing_item_is_stored_with_its_outcome_and_its_reject(tmp_path):
+    from reer.store import Store
+    from reer.tasks.search_tasks import store_sink
+
+    fits, too_long = overflow_pair()
+    model = make_search()[1]
+    model.context_window = 600
+    store = Store(tmp_path / "reer.duckdb")
+    try:
+        drive([too_long, fits], model, model, store_sink(store, "run-1"))
+        outcome = store.query("SELECT status, reason, note FROM outcomes WHERE trajectory_id = 'long'").to_dicts()
+        rejects = store.query("SELECT stage, reason, detail, trajectory_id FROM rejects").to_dicts()
+    finally:
+        store.close()
+    assert [(o["status"], o["reason"]) for o in outcome] == [("rejected", "context_overflow")]
+    assert rejects == [
+        {"stage": "search", "reason": "context_overflow", "detail": outcome[0]["note"], "trajectory_id": "long"}
+    ]
+    assert outcome[0]["note"].endswith("the generator reads 600")

@@ -50,6 +50,7 @@ def store(tmp_path):
             revision("c1", "traj-c", "run-2", status="unparsable", generated_tokens=50),
             revision("c2", "traj-c", "run-2", status="unchanged", generated_tokens=40),
             revision("c3", "traj-c", "run-2", generated_tokens=60, scored_tokens=700, score=0.5),
+            revision("c4", "traj-c", "run-2", status="context_overflow", generated_tokens=30),
         ],
     )
     store.write(
@@ -100,6 +101,7 @@ def test_figures_equal_sql_counts_for_a_run_that_covers_an_earlier_runs_work(sto
         "candidates": one(store, f"SELECT count(*) {mine} AND kind = 'candidate'"),
         "unparsable": one(store, f"SELECT count(*) {mine} AND status = 'unparsable'"),
         "unchanged": one(store, f"SELECT count(*) {mine} AND status = 'unchanged'"),
+        "context_overflow": one(store, f"SELECT count(*) {mine} AND status = 'context_overflow'"),
         "generated_tokens": one(store, f"SELECT sum(generated_tokens) {mine}"),
         "scored_tokens": one(store, f"SELECT sum(scored_tokens) {mine}"),
         "model_retries": one(store, "SELECT count(*) FROM run_events WHERE run_id = 'run-2' AND status = 'retrying'"),
@@ -107,8 +109,9 @@ def test_figures_equal_sql_counts_for_a_run_that_covers_an_earlier_runs_work(sto
     assert {k: getattr(summary, k) for k in expected} == pytest.approx(expected)
     # ... and the numbers themselves, so the SQL above cannot drift with the query it checks
     assert (summary.items, summary.completed, summary.rejected_in_search, summary.completed_here) == (2, 1, 1, 0)
-    assert (summary.revisions, summary.candidates, summary.unparsable, summary.unchanged) == (4, 3, 1, 1)
-    assert (summary.generated_tokens, summary.scored_tokens, summary.model_retries) == (450, 700, 2)
+    assert (summary.revisions, summary.candidates, summary.unparsable, summary.unchanged) == (5, 4, 1, 1)
+    assert (summary.context_overflow, summary.generated_tokens, summary.scored_tokens) == (1, 480, 700)
+    assert summary.model_retries == 2
     assert summary.mean_score_drop == pytest.approx(0.9 - 0.7) and summary.rejected_inputs == 3
     assert summary.rejects_by_reason == [
         {"stage": "sourcing", "reason": "malformed_json", "n": 2},
@@ -198,3 +201,8 @@ def test_a_summary_stored_at_completion_reads_back_the_same(store):
     assert detail == json.loads(json.dumps(measured.to_dict()))
     again = summarize_run(store, "run-1", "db", CHECKS, EXPORTED, None)
     assert again == measured and isinstance(again, RunSummary)
+
+
+def test_score_history_counts_a_steps_candidates_by_why_they_were_not_scored(store):
+    row = store.query("SELECT * FROM score_history WHERE trajectory_id = 'traj-c' AND step = 1").to_dicts()[0]
+    assert (row["candidates"], row["unparsable"], row["unchanged"], row["context_overflow"]) == (4, 1, 1, 1)
