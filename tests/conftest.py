@@ -29,6 +29,24 @@ SHARED_DATA = Path(os.environ.get("REER_SHARED_DATA", Path(__file__).resolve().p
 HOME = Path(os.environ.get("REER_HOME", Path("~/.cache/reer").expanduser()))
 
 
+def dict_rows(con, sql: str, *params) -> list[dict]:
+    """Rows of a query on an open DuckDB connection, as dicts."""
+    cursor = con.execute(sql, list(params))
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, r)) for r in cursor.fetchall()]
+
+
+def stored_rows(db, sql: str, *params) -> list[dict]:
+    """Rows of a query on a store file, opened read-only for just this query."""
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return dict_rows(con, sql, *params)
+    finally:
+        con.close()
+
+
 def shared_file(name: str) -> Path:
     """A file of ../shared/data, or a skip that says plainly what is missing."""
     path = SHARED_DATA / name

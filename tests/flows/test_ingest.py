@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import duckdb
 import pytest
 
-from tests.conftest import HOME, shared_file
+from tests.conftest import HOME, shared_file, stored_rows
 
 pytestmark = [pytest.mark.model, pytest.mark.prefect]
 
@@ -33,16 +32,6 @@ def ingested(tmp_path_factory, fp32_model):
     return first, second, options, tmp
 
 
-def rows(db, sql):
-    con = duckdb.connect(db, read_only=True)
-    try:
-        cursor = con.execute(sql)
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, r)) for r in cursor.fetchall()]
-    finally:
-        con.close()
-
-
 def test_every_record_lands_in_examples_or_rejects(ingested):
     first, _, options, _ = ingested
     assert first["examples"] == 20 and first["loaded"] == 20 and first["rejected"] == 121
@@ -53,31 +42,31 @@ def test_every_record_lands_in_examples_or_rejects(ingested):
         ("longbench_write.jsonl", "rejected", "no_reference"): 120,
         ("missing.jsonl", "rejected", "missing_file"): 1,
     }
-    (run,) = rows(options["db"], f"SELECT * FROM run_overview WHERE run_id = '{first['run_id']}'")
+    (run,) = stored_rows(options["db"], f"SELECT * FROM run_overview WHERE run_id = '{first['run_id']}'")
     assert run["flow_name"] == "ingest" and run["status"] == "completed"
 
 
 def test_categories_come_from_the_model_with_confidence(ingested):
     _, _, options, _ = ingested
-    examples = rows(options["db"], "SELECT * FROM examples")
+    examples = stored_rows(options["db"], "SELECT * FROM examples")
     assert all(e["category_source"] == "model" and 0 < e["category_confidence"] <= 1 for e in examples)
-    known = {r["category"] for r in rows(options["db"], "SELECT category FROM categories")}
+    known = {r["category"] for r in stored_rows(options["db"], "SELECT category FROM categories")}
     assert {e["category"] for e in examples} <= known
     assert all(e["tokens"] and e["tokens"] < 8192 for e in examples)
 
 
 def test_the_excerpt_gets_a_synthesized_query(ingested):
     _, _, options, _ = ingested
-    (excerpt,) = rows(options["db"], "SELECT * FROM examples WHERE source LIKE '%excerpt.txt'")
+    (excerpt,) = stored_rows(options["db"], "SELECT * FROM examples WHERE source LIKE '%excerpt.txt'")
     assert excerpt["query_synthesized"] and excerpt["query_prompt_version"].startswith("q1-")
     assert excerpt["query"].startswith("Write ") and " about " in excerpt["query"]
-    assert sum(e["query_synthesized"] for e in rows(options["db"], "SELECT * FROM examples")) == 1
+    assert sum(e["query_synthesized"] for e in stored_rows(options["db"], "SELECT * FROM examples")) == 1
 
 
 def test_ingesting_again_adds_no_example(ingested):
     first, second, options, _ = ingested
     assert second["examples"] == 20 and second["known"] == 20 and "loaded" not in second
-    assert rows(options["db"], "SELECT count(*) AS n FROM examples")[0]["n"] == 20
+    assert stored_rows(options["db"], "SELECT count(*) AS n FROM examples")[0]["n"] == 20
 
 
 def test_a_search_can_start_from_the_store(ingested):
@@ -87,5 +76,7 @@ def test_a_search_can_start_from_the_store(ingested):
     search = dict(max_initial_tokens=120, max_refine_tokens=48, max_steps=1, k=1, seed=3)
     summary = synthesize(limit=1, from_store=True, options={**options, "out": str(tmp / "out"), "search": search})
     assert summary.items == 1 and summary.rejected_inputs == 0
-    (trajectory,) = rows(options["db"], f"SELECT * FROM trajectories WHERE run_id = '{summary.run_id}'")
-    assert trajectory["example_id"] in {e["example_id"] for e in rows(options["db"], "SELECT example_id FROM examples")}
+    (trajectory,) = stored_rows(options["db"], f"SELECT * FROM trajectories WHERE run_id = '{summary.run_id}'")
+    assert trajectory["example_id"] in {
+        e["example_id"] for e in stored_rows(options["db"], "SELECT example_id FROM examples")
+    }

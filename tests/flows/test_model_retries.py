@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 
-import duckdb
 import pytest
 
 from reer.models.base import ModelUnavailable
-from tests.conftest import HOME, short_eqbench_items
+from tests.conftest import HOME, short_eqbench_items, stored_rows
 
 pytestmark = [pytest.mark.model, pytest.mark.prefect]
 
@@ -51,30 +50,22 @@ def run_with(generator, tmp_path, fp32_model, monkeypatch, retries: int):
     return module.synthesize(inputs=[str(short_eqbench_items(tmp_path))], options=options), options["db"]
 
 
-def rows(db, sql):
-    con = duckdb.connect(db, read_only=True)
-    try:
-        return con.sql(sql).pl().to_dicts()
-    finally:
-        con.close()
-
-
 def test_a_model_that_stops_answering_once_is_retried_and_counted(tmp_path, fp32_model, monkeypatch):
     generator = UnansweringGenerator(fp32_model, failing={2})  # the first refinement, after z(0) is stored
     summary, db = run_with(generator, tmp_path, fp32_model, monkeypatch, retries=2)
     assert summary.model_retries == 1
-    retries = rows(db, "SELECT detail FROM run_events WHERE status = 'retrying'")
+    retries = stored_rows(db, "SELECT detail FROM run_events WHERE status = 'retrying'")
     assert [json.loads(r["detail"]) for r in retries] == [{"attempt": 2, "task": "search_examples"}]
-    assert rows(db, "SELECT status FROM run_overview") == [{"status": "completed"}]
+    assert stored_rows(db, "SELECT status FROM run_overview") == [{"status": "completed"}]
     # The retry went on from the stored steps: nothing stored twice, no step half stored.
     assert (
-        rows(
+        stored_rows(
             db,
             f"SELECT trajectory_id, step FROM revisions WHERE kind = 'candidate' GROUP BY ALL HAVING count(*) <> {K}",
         )
         == []
     )
-    assert rows(db, "SELECT count(*) AS n FROM outcomes")[0]["n"] == 2
+    assert stored_rows(db, "SELECT count(*) AS n FROM outcomes")[0]["n"] == 2
     assert generator.calls >= 3  # z(0), the failed call, its retry
 
 
@@ -84,9 +75,11 @@ def test_a_model_that_stays_away_fails_the_run_in_one_line_and_keeps_its_steps(t
         run_with(generator, tmp_path, fp32_model, monkeypatch, retries=1)
     assert "\n" not in str(failure.value)
     db = str(tmp_path / "reer.duckdb")
-    assert rows(db, "SELECT status FROM run_overview") == [{"status": "failed"}]
-    assert len(rows(db, "SELECT * FROM run_events WHERE status = 'retrying'")) == 1
+    assert stored_rows(db, "SELECT status FROM run_overview") == [{"status": "failed"}]
+    assert len(stored_rows(db, "SELECT * FROM run_events WHERE status = 'retrying'")) == 1
     # Both items' z(0) were stored (one scored, one rejected) before the model went away: they stay.
-    assert rows(db, "SELECT count(*) AS n FROM revisions WHERE kind = 'initial'")[0]["n"] == 2
-    assert rows(db, "SELECT count(*) AS n FROM revisions WHERE kind = 'initial' AND status = 'scored'")[0]["n"] >= 1
+    assert stored_rows(db, "SELECT count(*) AS n FROM revisions WHERE kind = 'initial'")[0]["n"] == 2
+    assert (
+        stored_rows(db, "SELECT count(*) AS n FROM revisions WHERE kind = 'initial' AND status = 'scored'")[0]["n"] >= 1
+    )
     assert generator.calls == 3  # z(0), the failing call, and the one retry

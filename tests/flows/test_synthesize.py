@@ -13,7 +13,7 @@ import torch
 from reer.tasks.export import solution_text
 from reer.tasks.quality import QualityConfig, check_specs
 from reer.tasks.scoring import score_logprobs, scoring_context, split_reference
-from tests.conftest import HOME, short_eqbench_items
+from tests.conftest import HOME, dict_rows, short_eqbench_items
 
 pytestmark = [pytest.mark.model, pytest.mark.prefect]
 
@@ -41,31 +41,25 @@ def finished_run(tmp_path_factory, fp32_model):
     con.close()
 
 
-def rows(con, sql, *params):
-    cursor = con.execute(sql, list(params))
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, r)) for r in cursor.fetchall()]
-
-
 def test_run_completes_and_is_recorded(finished_run):
     summary, con, _ = finished_run
-    (run,) = rows(con, "SELECT * FROM run_overview")
+    (run,) = dict_rows(con, "SELECT * FROM run_overview")
     assert run["status"] == "completed" and run["flow_run_id"]
     assert summary.items == 2 and summary.rejected_inputs == 3
 
 
 def test_bad_records_are_rejected_with_reasons_and_the_rest_runs(finished_run, capfd):
     _, con, _ = finished_run
-    reasons = sorted(r["reason"] for r in rows(con, "SELECT reason FROM rejects WHERE stage = 'sourcing'"))
+    reasons = sorted(r["reason"] for r in dict_rows(con, "SELECT reason FROM rejects WHERE stage = 'sourcing'"))
     assert reasons == ["empty_reference", "malformed_json", "missing_reference"]
-    details = [r["detail"] for r in rows(con, "SELECT detail FROM rejects WHERE stage = 'sourcing'")]
+    details = [r["detail"] for r in dict_rows(con, "SELECT detail FROM rejects WHERE stage = 'sourcing'")]
     assert all(d and "\n" not in d for d in details)
 
 
 def test_every_revision_is_stored_with_its_score(finished_run):
     _, con, _ = finished_run
-    revisions = rows(con, "SELECT * FROM revisions")
-    outcomes = rows(con, "SELECT * FROM outcomes")
+    revisions = dict_rows(con, "SELECT * FROM revisions")
+    outcomes = dict_rows(con, "SELECT * FROM outcomes")
     assert len(outcomes) == 2
     completed = [o for o in outcomes if o["status"] == "completed"]
     assert completed, "at least one real item must get through the search"
@@ -86,7 +80,7 @@ def test_every_revision_is_stored_with_its_score(finished_run):
 
 def test_stored_scores_equal_a_full_forward_recomputation(finished_run, fp32_model):
     _, con, _ = finished_run
-    scored = rows(
+    scored = dict_rows(
         con,
         """
         SELECT v.thinking, v.score, v.nll, v.scored_tokens, x.query, x.reference
@@ -114,8 +108,8 @@ def test_stored_scores_equal_a_full_forward_recomputation(finished_run, fp32_mod
 
 def test_lineage_returns_the_whole_chain(finished_run):
     _, con, good = finished_run
-    for o in rows(con, "SELECT * FROM outcomes WHERE status = 'completed'"):
-        chain = rows(
+    for o in dict_rows(con, "SELECT * FROM outcomes WHERE status = 'completed'"):
+        chain = dict_rows(
             con, "SELECT * FROM lineage WHERE trajectory_id = ? ORDER BY depth, export_format", o["trajectory_id"]
         )
         revisions = {r["revision_id"] for r in chain}
@@ -123,7 +117,9 @@ def test_lineage_returns_the_whole_chain(finished_run):
         assert chain[-1]["kind"] == "initial" and chain[-1]["parent_id"] is None
         assert len(revisions) == o["accepted_edits"] + 1
         assert chain[0]["source"] == str(good) and chain[0]["source_record"].startswith("line ")
-        (verdict,) = rows(con, "SELECT passed FROM trajectory_verdicts WHERE trajectory_id = ?", o["trajectory_id"])
+        (verdict,) = dict_rows(
+            con, "SELECT passed FROM trajectory_verdicts WHERE trajectory_id = ?", o["trajectory_id"]
+        )
         formats = {"table", "jsonl", "parquet"} if verdict["passed"] else {"table"}  # training files: passing rows
         assert {c["export_format"] for c in chain if c["depth"] == 0} == formats
 
@@ -131,7 +127,7 @@ def test_lineage_returns_the_whole_chain(finished_run):
 def test_exports_hold_the_final_thinking(finished_run):
     summary, con, _ = finished_run
     table = pl.read_parquet(summary.exported["table"]).to_dicts()
-    finals = {r["revision_id"]: r["thinking"] for r in rows(con, "SELECT revision_id, thinking FROM revisions")}
+    finals = {r["revision_id"]: r["thinking"] for r in dict_rows(con, "SELECT revision_id, thinking FROM revisions")}
     assert table and all(finals[e["revision_id"]] == e["thinking"] for e in table)
     chats = [json.loads(line)["messages"] for line in Path(summary.exported["jsonl"]).read_text().splitlines()]
     passing = [e for e in table if e["passed"]]
@@ -140,10 +136,10 @@ def test_exports_hold_the_final_thinking(finished_run):
 
 def test_the_run_is_validated_with_data_docs(finished_run):
     summary, con, _ = finished_run
-    names = {r["check_name"] for r in rows(con, "SELECT DISTINCT check_name FROM checks")}
+    names = {r["check_name"] for r in dict_rows(con, "SELECT DISTINCT check_name FROM checks")}
     assert names == {s.name for s in check_specs(QualityConfig())}
     assert summary.pass_rates and Path(summary.data_docs).exists()
-    assert summary.passed == rows(con, "SELECT count(*) AS n FROM passed_trajectories")[0]["n"]
+    assert summary.passed == dict_rows(con, "SELECT count(*) AS n FROM passed_trajectories")[0]["n"]
 
 
 def test_the_run_writes_its_report_names_its_flow_run_and_leaves_artifacts(finished_run):
@@ -155,7 +151,7 @@ def test_the_run_writes_its_report_names_its_flow_run_and_leaves_artifacts(finis
     assert report.name == "report.html" and report.parent.name == summary.run_id
     html = report.read_text(encoding="utf-8")
     assert summary.run_id in html and html.count("<svg") == 4 and "malformed_json" in html
-    (run,) = rows(con, "SELECT flow_run_id, config_hash FROM runs")
+    (run,) = dict_rows(con, "SELECT flow_run_id, config_hash FROM runs")
     with get_client(sync_client=True) as client:  # the temporary API keeps its database in PREFECT_HOME
         flow_run = client.read_flow_run(run["flow_run_id"])
         keys = {
@@ -172,7 +168,7 @@ def test_a_second_run_skips_finished_trajectories(finished_run, tmp_path):
     from reer.flows.synthesize import synthesize
 
     summary, con, good = finished_run
-    completed = len(rows(con, "SELECT * FROM outcomes"))  # finished either way: completed or rejected
+    completed = len(dict_rows(con, "SELECT * FROM outcomes"))  # finished either way: completed or rejected
     con.close()  # this process may not hold a read-only and a read-write connection at once
     again = synthesize(
         inputs=[str(good)],
@@ -222,8 +218,8 @@ def test_a_checkpoint_of_the_same_name_is_searched_again_and_a_copy_of_the_model
     assert (same.items, same.skipped_done, same.revisions) == (1, 1, 0)  # the same weights elsewhere: done
     assert (other.items, other.skipped_done, other.revisions) == (1, 0, 1)  # one name, other model: searched
     con = duckdb.connect(options["db"], read_only=True)
-    trajectories = rows(con, "SELECT * FROM trajectories ORDER BY created_at")
-    runs = {r["run_id"]: r for r in rows(con, "SELECT * FROM run_overview")}
+    trajectories = dict_rows(con, "SELECT * FROM trajectories ORDER BY created_at")
+    runs = {r["run_id"]: r for r in dict_rows(con, "SELECT * FROM run_overview")}
     con.close()
     assert {t["generator_model"] for t in trajectories} == {SHIPPED_MODEL_ID}
     ids = [t["trajectory_id"] for t in trajectories]
@@ -251,7 +247,9 @@ def test_a_reference_that_cannot_be_scored_is_rejected_once_and_not_pending_agai
     assert nightly.items == 0 and nightly.rejects_by_reason == []  # finished: not pending, no second reject
     assert (reseeded.items, reseeded.rejected_in_search) == (1, 1)  # another seed: another trajectory
     con = duckdb.connect(options["db"], read_only=True)
-    fates = rows(con, "SELECT t.start, o.status, o.reason FROM trajectories t JOIN outcomes o USING (trajectory_id)")
-    assert rows(con, "SELECT count(*) AS n FROM rejects")[0]["n"] == 2
+    fates = dict_rows(
+        con, "SELECT t.start, o.status, o.reason FROM trajectories t JOIN outcomes o USING (trajectory_id)"
+    )
+    assert dict_rows(con, "SELECT count(*) AS n FROM rejects")[0]["n"] == 2
     con.close()
     assert fates == [{"start": "rejected", "status": "rejected", "reason": "reference_single_segment"}] * 2

@@ -7,7 +7,7 @@ import pytest
 
 from reer.models.base import GenerationRequest, ScoreRequest
 from reer.tasks.scoring import score_logprobs, scoring_context, split_reference
-from tests.conftest import HOME
+from tests.conftest import HOME, dict_rows
 
 # As tests/flows/test_synthesize.py: small for 2 CPU cores, and z(0) can still pass min_thinking_tokens.
 SEARCH = dict(max_initial_tokens=200, max_refine_tokens=64, max_steps=1, k=2, seed=1)
@@ -81,22 +81,16 @@ def run_options(tmp, **backends) -> dict:
     }
 
 
-def rows(con, sql: str, *params) -> list[dict]:
-    cursor = con.execute(sql, list(params))
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, r)) for r in cursor.fetchall()]
-
-
 def assert_every_revision_stored(db: str, reference) -> None:
     """The run completed; every sampled candidate is a row; stored scores equal an fp32 full forward pass."""
     import torch
 
     con = duckdb.connect(db, read_only=True)
     try:
-        (run,) = rows(con, "SELECT * FROM run_overview")
+        (run,) = dict_rows(con, "SELECT * FROM run_overview")
         assert run["status"] == "completed"
-        outcomes = rows(con, "SELECT * FROM outcomes")
-        revisions = rows(con, "SELECT * FROM revisions")
+        outcomes = dict_rows(con, "SELECT * FROM outcomes")
+        revisions = dict_rows(con, "SELECT * FROM revisions")
         assert len(outcomes) == 2
         completed = [o for o in outcomes if o["status"] == "completed"]
         assert completed, "at least one real item must get through the search"
@@ -109,7 +103,7 @@ def assert_every_revision_stored(db: str, reference) -> None:
             assert all((c["status"] == "scored") == (c["score"] is not None) for c in candidates)
             assert o["final_score"] <= o["initial_score"]
             assert min(r["score"] for r in mine if r["accepted"]) == pytest.approx(o["final_score"])
-        scored = rows(
+        scored = dict_rows(
             con,
             """
             SELECT v.thinking, v.score, x.query, x.reference

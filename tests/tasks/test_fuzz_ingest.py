@@ -19,11 +19,11 @@ import unicodedata
 from collections import Counter
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from reer.store import Store
 from reer.tasks.ingest import ingest_files
+from tests.conftest import stored_rows
 from tests.tasks.malformed import Written, write_corpus
 
 # Every reason a sourcing reject may give (tasks/readers.py, sources.py, ingest.py); any other
@@ -37,16 +37,6 @@ REASONS = {
 GB = 1 << 30
 
 
-def rows(db: Path, sql: str) -> list[dict]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        cursor = con.execute(sql)
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, r)) for r in cursor.fetchall()]
-    finally:
-        con.close()
-
-
 def unclean(text: str | None) -> list[str]:
     """The control (but newline), format (bidi, zero-width) and surrogate characters in a text."""
     return [f"U+{ord(c):04X}" for c in text or "" if c != "\n" and unicodedata.category(c) in ("Cc", "Cf", "Cs")]
@@ -54,9 +44,9 @@ def unclean(text: str | None) -> list[str]:
 
 def check_store(db: Path, written: list[Written]) -> dict:
     """Every assertion of the accounting rule on one ingested store; returns the figures."""
-    sightings = rows(db, "SELECT source, source_record, status, reason, example_id FROM source_records")
-    rejects = rows(db, "SELECT source, source_record, reason, detail FROM rejects WHERE stage = 'sourcing'")
-    examples = {r["example_id"]: r for r in rows(db, "SELECT * FROM examples")}
+    sightings = stored_rows(db, "SELECT source, source_record, status, reason, example_id FROM source_records")
+    rejects = stored_rows(db, "SELECT source, source_record, reason, detail FROM rejects WHERE stage = 'sourcing'")
+    examples = {r["example_id"]: r for r in stored_rows(db, "SELECT * FROM examples")}
     by_file: dict[str, list[dict]] = {}
     for s in sightings:
         by_file.setdefault(s["source"], []).append(s)
@@ -161,7 +151,9 @@ def test_the_ingest_flow_reads_every_record_under_1_gb(corpus, tmp_path):
     result, maxrss = done.stdout.strip().splitlines()[-2:]
     result, peak = json.loads(result), int(maxrss) * 1024  # ru_maxrss is in KiB on Linux
     assert result["peak_kib"] * 1024 < GB and peak < GB, f"peak {peak / (1 << 20):.0f} MiB"
-    (run,) = rows(db, f"SELECT status, flow_name FROM run_overview WHERE run_id = '{result['summary']['run_id']}'")
+    (run,) = stored_rows(
+        db, f"SELECT status, flow_name FROM run_overview WHERE run_id = '{result['summary']['run_id']}'"
+    )
     assert run == {"status": "completed", "flow_name": "ingest"}
     figures = check_store(db, corpus)
     assert figures["rows"] == sum(

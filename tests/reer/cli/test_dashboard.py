@@ -195,17 +195,23 @@ def chromium_binary() -> str:
     pytest.skip(reason)
 
 
+# Headless Chromium that reaches nothing but the page it is given.
+HEADLESS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+)
+
+
 def browse(url: str, profile: Path, screenshot: Path | None = None) -> str:
     """The page's DOM after its scripts ran (or, with `screenshot`, a PNG of it), from headless Chromium."""
     command = [
         chromium_binary(),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
+        *HEADLESS,
         "--hide-scrollbars",
         f"--user-data-dir={profile}",
         "--virtual-time-budget=15000",
@@ -407,13 +413,7 @@ def browse_logged_in(ui: str, url: str, auth: str, profile: Path, expected: list
     process = subprocess.Popen(
         [
             chromium_binary(),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
+            *HEADLESS,
             f"--user-data-dir={profile}",
             "--remote-debugging-port=0",
             "--window-size=1400,1000",
