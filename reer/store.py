@@ -125,6 +125,9 @@ class Store:
             if is_lock_error(error):
                 raise StoreBusy(_busy_message(self.path, error)) from None
             raise
+        # This process is the one writer now: a snapshot still here was left by a writer that was
+        # killed, and readers would take it for this one's until its first snapshot replaced it.
+        snapshot_path(self.path).unlink(missing_ok=True)
         # Lightweight table handles from the catalog: the .sql files stay the only schema
         # (SQLAlchemy's reflection queries pg_catalog types DuckDB does not have).
         with self.engine.connect() as con:
@@ -243,8 +246,11 @@ def read_only_query(path: Path, sql: str, **params: Any) -> pl.DataFrame:
         if not snapshot.exists():
             raise StoreBusy(_busy_message(path, error)) from None
         con = duckdb.connect(str(snapshot), read_only=True, config=READ_ONLY)
-        taken = time.strftime("%H:%M:%S", time.localtime(snapshot.stat().st_mtime))
-        notice(f"a run is writing {path}; reading its snapshot of {taken} (rows up to its last finished batch)")
+        written = snapshot.stat().st_mtime
+        taken, age = time.strftime("%H:%M:%S", time.localtime(written)), max(0, round(time.time() - written))
+        notice(
+            f"a run is writing {path}; reading its snapshot of {taken}, {age} s old (rows up to its last finished batch)"
+        )
     try:
         return con.sql(sql, params=params or None).pl()
     finally:

@@ -47,6 +47,34 @@ def test_a_snapshot_is_whole_and_the_writer_keeps_its_lock(tmp_path, capfd):
     assert read_only_query(db, "SELECT count(*) AS n FROM run_events")["n"][0] == 1
 
 
+READ_EVENTS = (
+    "from reer.store import read_only_query, StoreBusy; import sys\n"
+    "try: print(read_only_query(sys.argv[1], 'SELECT count(*) AS n FROM run_events')['n'][0])\n"
+    "except StoreBusy: print('busy')"
+)
+
+
+def test_a_snapshot_left_by_a_killed_writer_is_never_served_as_the_next_writers(tmp_path):
+    db = tmp_path / "reer.duckdb"
+    killed = Store(db)
+    killed.write("run_events", [{"run_id": "r1", "status": "running"}])
+    killed.publish_snapshot()
+    killed.close()  # as after kill -9: the snapshot stays behind
+    assert snapshot_path(db).exists()
+    writer = Store(db)
+    try:
+        writer.write("run_events", [{"run_id": "r2", "status": "running"}])
+        reader = [sys.executable, "-c", READ_EVENTS, str(db)]
+        # Until the new writer publishes, readers hear that the store is busy, not r1's rows as current.
+        assert subprocess.run(reader, capture_output=True, text=True).stdout.strip() == "busy"
+        writer.publish_snapshot()
+        fresh = subprocess.run(reader, capture_output=True, text=True)
+        assert fresh.stdout.strip() == "2" and " s old" in fresh.stderr
+    finally:
+        writer.drop_snapshot()
+        writer.close()
+
+
 HOLD_AS_WRITER = (
     "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('held', flush=True); time.sleep(60)"
 )
