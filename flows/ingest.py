@@ -12,6 +12,7 @@ from prefect.artifacts import create_markdown_artifact
 from reer.flows.naming import ingest_run_name, run_tags, source_label, tag_flow_run
 from reer.flows.run_options import run_settings
 from reer.flows.runs import complete_run, load_models, new_run_id, recorded_run, run_row
+from reer.flows.store_turn import open_store
 from reer.settings import Settings
 from reer.sql import read_sql
 from reer.store import Store
@@ -36,7 +37,7 @@ def ingest(
     settings = run_settings(options)
     run_id = new_run_id()
     override = parse_overrides(fields or settings.source_fields)
-    store = Store(settings.db)  # first: a second writer is refused before it loads any model
+    store = open_store(settings)  # first: a second writer waits or is refused before it loads any model
     generator, scorer = load_models(settings) if use_model else (None, None)
     run = run_row(run_id, "ingest", settings, generator, scorer, QUERY_PROMPT_VERSION)
     with recorded_run(store, run):

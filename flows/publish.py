@@ -13,6 +13,7 @@ from prefect import flow
 from reer.flows.naming import flow_run_url, publish_run_name, tag_flow_run
 from reer.flows.run_options import run_settings
 from reer.flows.runs import complete_run
+from reer.flows.store_turn import open_store
 from reer.kill_points import kill_point
 from reer.settings import Settings
 from reer.store import Store
@@ -47,7 +48,7 @@ def publish_run(store: Store, run_id: str, settings: Settings, finishing: Search
 def publish(run_id: str | None = None, options: dict[str, Any] | Settings | None = None) -> RunSummary:
     """Validate, export and report one synthesize run (default: the latest completed one)."""
     settings = run_settings(options)
-    store = Store(settings.db)
+    store = open_store(settings)
     try:
         run_id = run_id or latest_run(store.query)
         if run_id is None:

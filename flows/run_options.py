@@ -33,6 +33,7 @@ FREE_OPTIONS: tuple[str, ...] = (
     "model_retries",
     "retry_backoff_seconds",
     "snapshot_seconds",
+    "store_wait_seconds",
 )
 # Settings fields an API-created run may change to a path under the deployment's folder.
 PATH_OPTIONS: tuple[str, ...] = ("db", "out")

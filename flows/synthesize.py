@@ -14,9 +14,9 @@ from reer.flows.naming import run_tags, source_label, synthesize_run_name, tag_f
 from reer.flows.publish import publish_run
 from reer.flows.run_options import run_settings
 from reer.flows.runs import load_models, new_run_id, recorded_run, run_row
+from reer.flows.store_turn import open_store
 from reer.kill_points import kill_point
 from reer.settings import Settings
-from reer.store import Store
 from reer.tasks.ingest import bundled_sample, ingest_examples, select_pending
 from reer.tasks.mappings import parse_overrides
 from reer.tasks.prompts import PROMPT_VERSION
@@ -40,7 +40,7 @@ def synthesize(
     started = time.perf_counter()
     run_id = new_run_id()
     paths = [Path(p) for p in inputs] if inputs else [bundled_sample()]
-    store = Store(settings.db)  # first: a second writer is refused before it loads any model
+    store = open_store(settings)  # first: a second writer waits or is refused before it loads any model
     generator, scorer = load_models(settings)
     run = run_row(run_id, "synthesize", settings, generator, scorer, PROMPT_VERSION, settings.search.fingerprint())
     with recorded_run(store, run):

@@ -144,6 +144,9 @@ class Settings(BaseSettings):
     snapshot_seconds: float = Field(
         30.0, ge=0, description="publish <db>.snapshot.duckdb for readers at most this often during a run (0: never)"
     )
+    store_wait_seconds: float = Field(
+        6 * 3600.0, ge=0, description="a deployment run waits this long for a store another process writes"
+    )
     source_fields: dict[str, str] = Field(
         default_factory=dict,
         description="role -> field for input files that match no declared source, e.g. "

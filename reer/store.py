@@ -6,7 +6,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -136,6 +136,7 @@ class Store:
                 "WHERE table_schema = 'main' ORDER BY table_name, ordinal_position"
             ).all()
         self.tables = {name: table(name, *[column(c) for t, c in rows if t == name]) for name in TABLES}
+        self._on_close: list[Callable[[], object]] = []
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -205,8 +206,14 @@ class Store:
         """The writer is done: readers open the database itself again."""
         snapshot_path(self.path).unlink(missing_ok=True)
 
+    def release_on_close(self, release: Callable[[], object]) -> None:
+        """Call `release` once the store is closed (a deployment run's turn on it ends then)."""
+        self._on_close.append(release)
+
     def close(self) -> None:
         self.engine.dispose()
+        while self._on_close:
+            self._on_close.pop()()
 
 
 def sql_string(text: str) -> str:
