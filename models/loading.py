@@ -142,6 +142,7 @@ def load_model(spec: ModelSpec) -> LanguageModel:
             retries=served.retries,
             backoff=served.backoff_seconds,
             concurrency=served.concurrency,
+            cooldown=served.cooldown_seconds,
             api_key=served.api_key,
         )
     if backend == "vllm":

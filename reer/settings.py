@@ -8,10 +8,12 @@ as frozen objects. Importing this module loads pydantic only: no Prefect, polars
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Backend = Literal["transformers", "vllm", "served"]
@@ -42,6 +44,12 @@ class SearchConfig(BaseModel):
     min_thinking_tokens: int = Field(100, ge=0, description="z(0) shorter than this is rejected")
     min_segment_chars: int = Field(100, ge=1, description="shorter pieces merge into the next")
     clip_min: float = Field(-2.0, lt=0, description="log-probabilities are clipped to [clip_min, 0]")
+    accept_margin: float = Field(
+        1e-5,
+        ge=0,
+        description="a candidate is accepted only when its float32 score is this much below the best's "
+        "(above float32's own noise across batch shapes, measured in bench/NOTES.md)",
+    )
     seed: int = 0
 
     def fingerprint(self) -> str:
@@ -80,7 +88,10 @@ class ServedConfig(BaseModel):
     timeout_seconds: float = Field(600.0, gt=0, description="longest wait for one HTTP answer")
     retries: int = Field(4, ge=0, description="retries of a request that failed in transport or got 408/429/5xx")
     backoff_seconds: float = Field(1.0, ge=0, description="first wait before a retry; doubles each time")
-    concurrency: int = Field(16, ge=1, description="HTTP requests in flight at once, per model")
+    concurrency: int = Field(16, ge=1, description="HTTP requests in flight at once, per server of a model")
+    cooldown_seconds: float = Field(
+        5.0, ge=0, description="a failing server of a pool sits out this long; doubles while it keeps failing"
+    )
     api_key: SecretStr | None = Field(None, description="sent as `Authorization: Bearer`; never stored or shown")
 
 
@@ -95,6 +106,21 @@ class VllmConfig(BaseModel):
     )
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs one model is split over")
     enforce_eager: bool = Field(False, description="no CUDA graphs or compilation: faster start, slower steps")
+
+
+def server_urls(value: str) -> str:
+    """`value`'s comma-separated server URLs, checked and rejoined; ValueError names the first malformed one."""
+    urls = [u.strip() for u in value.split(",")]
+    for url in urls:
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            shown = re.sub(r"(?<=://)[^/@\s]+@", "***@", url)  # no credentials in the error
+            raise ValueError(f"{shown!r} is not a server URL (http://HOST:PORT); several go comma-separated")
+    return ",".join(urls)
 
 
 class ModelSpec(BaseModel):
@@ -129,8 +155,17 @@ class Settings(BaseSettings):
     )
     generator_backend: Backend | None = Field(None, description="the generator's backend (default: backend)")
     scorer_backend: Backend | None = Field(None, description="the scorer's backend (default: backend)")
-    generator_url: str | None = Field(None, description="served backend: the generator's server, http://HOST:PORT")
-    scorer_url: str | None = Field(None, description="served backend: the scorer's server, http://HOST:PORT")
+    generator_url: str | None = Field(
+        None, description="served backend: the generator's server, http://HOST:PORT, or several, comma-separated"
+    )
+    scorer_url: str | None = Field(
+        None, description="served backend: the scorer's server, http://HOST:PORT, or several, comma-separated"
+    )
+    verifier_url: str | None = Field(
+        None,
+        description="served backend: a server of the scorer's model in float32 that verifies each acceptance "
+        "(default: none; the scorer's server is then trusted as exact)",
+    )
     served: ServedConfig = ServedConfig()
     vllm: VllmConfig = VllmConfig()
     generator_model: str = Field(SHIPPED_MODEL, description="a model folder or the shipped model")
@@ -155,6 +190,12 @@ class Settings(BaseSettings):
     search: SearchConfig = SearchConfig()
     quality: QualityConfig = QualityConfig()
 
+    @field_validator("generator_url", "scorer_url", "verifier_url")
+    @classmethod
+    def _server_urls(cls, value: str | None) -> str | None:
+        """One server URL or a comma-separated pool of them, each http(s)://HOST[:PORT]."""
+        return None if value is None else server_urls(value)
+
     @classmethod
     def of(cls, options: Settings | dict[str, Any] | None) -> Settings:
         """The settings a flow runs with: the CLI's object as it is, or a deployment's options over the environment."""
@@ -178,6 +219,18 @@ class Settings(BaseSettings):
             served=self.served,
             vllm=self.vllm,
         )
+
+    def verifier_spec(self) -> ModelSpec | None:
+        """What loads the scorer's model in float32 to verify acceptances; None when the scorer's own scores are.
+
+        A served scorer is verified only by a `verifier_url` server: its own dtype is the server's and unknown here.
+        """
+        scorer = self.model_spec("scorer")
+        if scorer.backend == "served":
+            return (
+                scorer.model_copy(update={"url": self.verifier_url, "dtype": "float32"}) if self.verifier_url else None
+            )
+        return None if scorer.dtype == "float32" else scorer.model_copy(update={"dtype": "float32"})
 
     def backend_label(self) -> str:
         """The backends a run uses, as stored in runs.backend: one name, or each role's when they differ."""

@@ -40,10 +40,22 @@ def served(url: str, **options):
 
 
 class ScriptedServer:
-    """A local HTTP server answering /v1/models, then each POST with the next (status, body) of a script."""
+    """A local HTTP server answering /v1/models, then each POST with the next (status, body) of a script.
 
-    def __init__(self, script: list[tuple[int, dict]], hang: bool = False, model: dict | None = None) -> None:
+    Once the script is spent, POSTs get `default`; each answer comes `delay` seconds late.
+    """
+
+    def __init__(
+        self,
+        script: list[tuple[int, dict]],
+        hang: bool = False,
+        model: dict | None = None,
+        default: tuple[int, dict] | None = None,
+        delay: float = 0.0,
+    ) -> None:
         self.script, self.hang, self.posts = list(script), hang, 0
+        self.default, self.delay = default, delay
+        lock = threading.Lock()
         self.model = model or {"id": "SmolLM2-135M-Instruct", "max_model_len": 8192}  # its /v1/models entry
         owner = self
 
@@ -64,11 +76,17 @@ class ScriptedServer:
 
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                owner.posts += 1
-                if owner.hang:
+                with lock:  # requests arrive on several threads at once
+                    owner.posts += 1
+                    if owner.hang:
+                        answer = None
+                    else:
+                        answer = owner.script.pop(0) if owner.script or owner.default is None else owner.default
+                if answer is None:
                     time.sleep(3)  # longer than the client's timeout
                     return
-                self._answer(*owner.script.pop(0))
+                time.sleep(owner.delay)
+                self._answer(*answer)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
