@@ -43,6 +43,12 @@ def load_models(settings: Settings):
     )
 
 
+def load_verifier(settings: Settings, scorer: LanguageModel) -> LanguageModel:
+    """The scorer's model in float32, which re-scores what bf16 cannot tell apart; the scorer itself when exact."""
+    spec = settings.verifier_spec()
+    return scorer if spec is None else load_model(spec)
+
+
 def run_row(
     run_id: str,
     flow_name: str,

@@ -13,7 +13,7 @@ from prefect.tasks import exponential_backoff
 from reer.flows.naming import run_tags, source_label, synthesize_run_name, tag_flow_run
 from reer.flows.publish import publish_run
 from reer.flows.run_options import run_settings
-from reer.flows.runs import load_models, new_run_id, recorded_run, run_row
+from reer.flows.runs import load_models, load_verifier, new_run_id, recorded_run, run_row
 from reer.flows.store_turn import open_store
 from reer.kill_points import kill_point
 from reer.settings import Settings
@@ -42,6 +42,7 @@ def synthesize(
     paths = [Path(p) for p in inputs] if inputs else [bundled_sample()]
     store = open_store(settings)  # first: a second writer waits or is refused before it loads any model
     generator, scorer = load_models(settings)
+    verifier = load_verifier(settings, scorer)
     run = run_row(run_id, "synthesize", settings, generator, scorer, PROMPT_VERSION, settings.search.fingerprint())
     with recorded_run(store, run):
         tag_flow_run(
@@ -65,19 +66,34 @@ def synthesize(
                 reserve=settings.search.thinking_reserve(),
             )
         kill_point("sourced")
-        prepared = prepare_searches(store, run_id, loaded.examples, settings.search, generator, scorer)
+        prepared = prepare_searches(store, run_id, loaded.examples, settings.search, generator, scorer, verifier)
         kill_point("prepared")
-        before = (replace(generator.stats), replace(scorer.stats))
+        before = (replace(generator.stats), replace(scorer.stats), replace(verifier.stats))
         search = search_examples.with_options(
             retries=settings.model_retries, retry_delay_seconds=exponential_backoff(settings.retry_backoff_seconds)
         )
-        search(store, run_id, prepared.searches, generator, scorer, settings.generation_rows, settings.snapshot_seconds)
+        search(
+            store,
+            run_id,
+            prepared.searches,
+            generator,
+            scorer,
+            settings.generation_rows,
+            settings.snapshot_seconds,
+            verifier,
+        )
+        # Verification is scoring work: counted with the scorer's when it runs on a model of its own.
+        verified = verifier is not scorer
         work = SearchWork(
             started=started,
             generated_tokens=generator.stats.generated_tokens - before[0].generated_tokens,
             generation_seconds=generator.stats.generation_seconds - before[0].generation_seconds,
-            scored_tokens=scorer.stats.scored_tokens - before[1].scored_tokens,
-            scoring_seconds=scorer.stats.scoring_seconds - before[1].scoring_seconds,
+            scored_tokens=scorer.stats.scored_tokens
+            - before[1].scored_tokens
+            + verified * (verifier.stats.scored_tokens - before[2].scored_tokens),
+            scoring_seconds=scorer.stats.scoring_seconds
+            - before[1].scoring_seconds
+            + verified * (verifier.stats.scoring_seconds - before[2].scoring_seconds),
             duplicates=loaded.duplicates,
             skipped_done=prepared.skipped_done,
             resumed=prepared.resumed,

@@ -133,6 +133,7 @@ CREATE TABLE IF NOT EXISTS revisions (
     status           VARCHAR NOT NULL,   -- scored | rejected | unparsable | unchanged | context_overflow
     note             VARCHAR,            -- why it was rejected or skipped
     score            DOUBLE,             -- -mean(clip(logp, -2, 0)) over scored answer tokens
+    verified_score   DOUBLE,             -- the same in float32 (the verifier), where acceptance needed it: NULL if not
     nll              DOUBLE,             -- unclipped mean negative log-likelihood
     ppl              DOUBLE,             -- exp(nll)
     scored_tokens    INTEGER,
@@ -142,6 +143,9 @@ CREATE TABLE IF NOT EXISTS revisions (
     prompt_version   VARCHAR,
     created_at       TIMESTAMPTZ DEFAULT current_timestamp
 );
+
+-- Stores made before verification lack it: their revisions keep NULL.
+ALTER TABLE revisions ADD COLUMN IF NOT EXISTS verified_score DOUBLE;
 
 -- How each trajectory ended: one outcome per trajectory, written by the run that ended it.
 CREATE TABLE IF NOT EXISTS outcomes (
@@ -156,10 +160,14 @@ CREATE TABLE IF NOT EXISTS outcomes (
     accepted_edits    INTEGER,
     segments          INTEGER,
     created_at        TIMESTAMPTZ DEFAULT current_timestamp,
-    note              VARCHAR            -- why it ended, where no revision says it (context_overflow)
+    note              VARCHAR,           -- why it ended, where no revision says it (context_overflow)
+    initial_verified_score DOUBLE,       -- initial_score and final_score in float32 (NULL: not scored)
+    final_verified_score   DOUBLE
 );
--- Stores made before the note lack it.
+-- Stores made before the note and the verified scores lack them.
 ALTER TABLE outcomes ADD COLUMN IF NOT EXISTS note VARCHAR;
+ALTER TABLE outcomes ADD COLUMN IF NOT EXISTS initial_verified_score DOUBLE;
+ALTER TABLE outcomes ADD COLUMN IF NOT EXISTS final_verified_score DOUBLE;
 
 -- Every input record or item that was dropped, with its reason. Nothing vanishes.
 CREATE TABLE IF NOT EXISTS rejects (

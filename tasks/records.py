@@ -77,6 +77,7 @@ class RevisionRecord:
     status: str  # scored | rejected | unparsable | unchanged | context_overflow | pending
     note: str | None = None
     score: float | None = None
+    verified_score: float | None = None  # the score in float32 (the verifier's), where acceptance needed it
     nll: float | None = None
     ppl: float | None = None
     scored_tokens: int | None = None
@@ -99,3 +100,5 @@ class OutcomeRecord:
     accepted_edits: int
     segments: int
     note: str | None = None  # why it ended, where no revision says it (the detail of its reject)
+    initial_verified_score: float | None = None  # z(0)'s and the final revision's scores in float32
+    final_verified_score: float | None = None

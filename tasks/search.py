@@ -52,6 +52,13 @@ class ScoringNeed:
     requests: list[ScoreRequest]
 
 
+@dataclass
+class VerifyNeed:
+    """Sequences the verifier (the scorer's model in float32) re-scores before an acceptance is decided."""
+
+    requests: list[ScoreRequest]
+
+
 Record = RevisionRecord | OutcomeRecord
 
 
@@ -63,15 +70,21 @@ class ItemSearch:
     config: SearchConfig
     query_prompt: str  # the scorer's chat-templated user turn holding x
     count_tokens: Callable[[str], int]
-    need: GenerationNeed | ScoringNeed | None = None
+    # True when the scorer's dtype is not float32: acceptances then wait for the verifier's scores.
+    # False when the scorer is exact, and is its own verifier at no cost.
+    verifying: bool = False
+    need: GenerationNeed | ScoringNeed | VerifyNeed | None = None
     done: bool = False
     segments: list[str] = field(default_factory=list)
     original: list[str] = field(default_factory=list)
     best: RevisionRecord | None = None
     initial_score: float | None = None
+    initial_verified: float | None = None
     step: int = 0
     accepted_edits: int = 0
     _candidates: list[RevisionRecord] = field(default_factory=list)
+    _copies: list[tuple[RevisionRecord, RevisionRecord]] = field(default_factory=list)  # (duplicate, the one scored)
+    _winner: RevisionRecord | None = None  # the step's lowest candidate, waiting for its verification
     _held: list[RevisionRecord] = field(default_factory=list)  # set-aside candidates, emitted with their step
     _opener: str = ""
     _opening: str = ""
@@ -119,14 +132,24 @@ class ItemSearch:
             return self._on_initial_scored(logprobs[0])
         return self._on_candidates_scored(logprobs)
 
+    def on_verified(self, logprobs: list[list[float]]) -> list[Record]:
+        """The verifier's log-probabilities for the requests of the VerifyNeed, in order."""
+        scores = [score_logprobs(lps, self.config.clip_min).score for lps in logprobs]
+        if self.best is None:
+            return self._on_initial_verified(scores[0])
+        return self._on_winner_verified(*scores)
+
     def on_overflow(self, tokens: Sequence[int], window: int) -> list[Record]:
         """Refuse the requests of the current need that exceed `window`; `tokens` is each request's size.
 
-        A generation that cannot fit ends the search, and so does z(0)'s scoring. A candidate
-        whose scoring cannot fit is kept unscored with its step, and the step goes on with the rest.
+        A generation that cannot fit ends the search, and so does z(0)'s scoring or verification.
+        A candidate whose scoring cannot fit is kept unscored with its step, and the step goes on
+        with the rest; a winner whose verification cannot fit is refused.
         """
         if isinstance(self.need, GenerationNeed):
             return self._on_generation_overflow(tokens[0], window)
+        if isinstance(self.need, VerifyNeed):
+            return self._on_verify_overflow(tokens, window)
         if self.best is None:
             record = self._candidates.pop()
             record.note = f"scoring z(0) needs {tokens[0]} tokens; the scorer reads {window}"
@@ -174,10 +197,18 @@ class ItemSearch:
         return []
 
     def _on_initial_scored(self, logprobs: list[float]) -> list[Record]:
-        record = self._candidates.pop()
+        record = self._candidates[0]
         s = self._apply(record, logprobs)
+        if self.verifying:  # z(0)'s verified score is every later gain's baseline: computed once, now
+            self.need = VerifyNeed([self._score_request(record.thinking)])
+            return []
+        return self._on_initial_verified(s.score)
+
+    def _on_initial_verified(self, verified: float) -> list[Record]:
+        record = self._candidates.pop()
+        record.verified_score = verified
         record.accepted = True
-        self.best, self.initial_score = record, s.score
+        self.best, self.initial_score, self.initial_verified = record, record.score, verified
         return [record, *self._advance()]
 
     def _advance(self) -> list[Record]:
@@ -212,7 +243,7 @@ class ItemSearch:
     def _on_candidates(self, generations: list[Generation]) -> list[Record]:
         index = self.step - 1
         records: list[Record] = []
-        self._candidates = []
+        self._candidates, self._copies = [], []
         for c, g in enumerate(generations):
             text, why = parse_refined(self._opening, g.text, g.finish_reason)
             unchanged = text is not None and text.strip() == self.segments[index].strip()
@@ -234,10 +265,14 @@ class ItemSearch:
                 generated_tokens=g.tokens,
                 finish_reason=g.finish_reason,
             )
+            same = next((r for r in self._candidates if r.thinking == record.thinking), None)
             if text is None or unchanged:
                 # Kept with its reason, never silently skipped. A repeat is not scored: it is the
                 # current thinking, and a score a rounding error below the current one would "win".
                 self._held.append(record)
+            elif same is not None:  # one text, one score: a second scoring would only add its noise
+                record.thinking_tokens = same.thinking_tokens
+                self._copies.append((record, same))
             else:
                 record.thinking_tokens = self.count_tokens(record.thinking)
                 self._candidates.append(record)
@@ -270,31 +305,79 @@ class ItemSearch:
             self._held.append(record)
         self._candidates = fitting
         if not fitting:
-            return self._release() + self._advance()
+            return self._end_step()
         self.need = ScoringNeed(requests)
         return []
+
+    def _on_verify_overflow(self, tokens: Sequence[int], window: int) -> list[Record]:
+        note = f"verifying needs {max(tokens)} tokens; the verifier reads {window}"
+        if self.best is None:
+            record = self._candidates.pop()
+            record.note = "z(0): " + note
+            return [record, self._finish("rejected", "context_overflow")]
+        self._winner.note = f"not accepted: {note}"
+        return self._end_step()
 
     def _release(self) -> list[Record]:
         """A step's records leave together, so a stored step is always a whole step."""
         held, self._held = self._held, []
         return list(held)
 
+    def _settle_copies(self) -> list[RevisionRecord]:
+        """Each duplicate takes the outcome of the candidate it repeats: scored once, stored twice."""
+        for copy, same in self._copies:
+            copy.status, copy.score, copy.nll, copy.ppl = same.status, same.score, same.nll, same.ppl
+            copy.scored_tokens = same.scored_tokens
+            copy.note = f"the same text as candidate {same.candidate_index}" + (
+                ": scored once, with it" if same.status == "scored" else f"; {same.note}"
+            )
+        copies, self._copies = [copy for copy, _ in self._copies], []
+        return copies
+
     def _on_candidates_scored(self, logprobs: list[list[float]]) -> list[Record]:
         for record, lps in zip(self._candidates, logprobs):
             self._apply(record, lps)
         winner = min(self._candidates, key=lambda r: r.score)
-        if winner.score < self.best.score:
+        if winner.score >= self.best.score:  # no gain in the scorer's dtype: nothing to verify
+            return self._end_step()
+        self._winner = winner
+        if not self.verifying:  # the scorer is exact: its scores are the verified ones
+            return self._on_winner_verified(winner.score)
+        requests = [self._score_request(winner.thinking)]
+        if self.best.verified_score is None:  # an incumbent stored unverified: verified beside the winner
+            requests.append(self._score_request(self.best.thinking))
+        self.need = VerifyNeed(requests)
+        return []
+
+    def _on_winner_verified(self, verified: float, incumbent_verified: float | None = None) -> list[Record]:
+        """Accept the winner only when its verified gain over the incumbent exceeds the float32 noise."""
+        winner, best = self._winner, self.best
+        if incumbent_verified is not None:  # an incumbent stored unverified, verified now beside the winner
+            best.verified_score = incumbent_verified
+        winner.verified_score = verified
+        baseline = best.score if best.verified_score is None else best.verified_score  # None: an exact scorer's
+        gain, verified_gain = best.score - winner.score, baseline - verified
+        if verified_gain > self.config.accept_margin:
             winner.accepted = True
             self.segments[winner.segment_index] = winner.segment_text
             self.best = winner
             self.accepted_edits += 1
-        records: list[Record] = self._release() + list(self._candidates)
-        self._candidates = []
+        else:
+            winner.note = (
+                f"not accepted: {gain:.6f} below the best in the scorer's dtype, {verified_gain:.6f} in float32, "
+                f"not above the {self.config.accept_margin:g} margin"
+            )
+        return self._end_step()
+
+    def _end_step(self) -> list[Record]:
+        """The step's records, every candidate and set-aside one together, then the next step."""
+        records: list[Record] = self._release() + list(self._candidates) + self._settle_copies()
+        self._candidates, self._winner = [], None
         return records + self._advance()
 
     @classmethod
     def resume(
-        cls, item, config, query_prompt, count_tokens, stored: Sequence[RevisionRecord]
+        cls, item, config, query_prompt, count_tokens, stored: Sequence[RevisionRecord], verifying: bool = False
     ) -> tuple[ItemSearch, list[Record]]:
         """Rebuild a search from its stored revisions and continue after its last stored step.
 
@@ -302,13 +385,13 @@ class ItemSearch:
         of every stored step gives exactly the state the interrupted run had. Returns the
         search and the records of its next transition when that needs no model (a finish).
         """
-        search = cls(item, config, query_prompt, count_tokens)
+        search = cls(item, config, query_prompt, count_tokens, verifying)
         initial = next((r for r in stored if r.kind == "initial" and r.status == "scored"), None)
         if initial is None:
             return search, []  # nothing durable yet: start from z(0)
         search.segments = segment(initial.thinking, config.min_segment_chars)
         search.original = list(search.segments)
-        search.best, search.initial_score = initial, initial.score
+        search.best, search.initial_score, search.initial_verified = initial, initial.score, initial.verified_score
         for r in sorted((r for r in stored if r.kind == "candidate" and r.accepted), key=lambda r: r.step):
             search.segments[r.segment_index] = r.segment_text
             search.best = r
@@ -325,6 +408,8 @@ class ItemSearch:
             final_revision_id=self.best.revision_id if self.best else None,
             initial_score=self.initial_score,
             final_score=self.best.score if self.best else None,
+            initial_verified_score=self.initial_verified,
+            final_verified_score=self.best.verified_score if self.best else None,
             steps=self.step,
             accepted_edits=self.accepted_edits,
             segments=len(self.segments),
@@ -338,6 +423,7 @@ def drive(
     scorer: LanguageModel,
     sink: Callable[[list[Record]], None],
     *,
+    verifier: LanguageModel | None = None,
     generation_rows: int = 32,
     on_batch: Callable[[int, int], None] | None = None,
     stop_requested: Callable[[], bool] = lambda: False,
@@ -351,8 +437,12 @@ def drive(
     once `stop_requested()` says so; never between a generation and the scoring of its text,
     which is what makes it worth storing. Every request is checked against its model's window
     first: one that cannot fit is never sent (`ItemSearch.on_overflow`), and the rest go on.
+    Verifications (the float32 re-scoring a search asks for before it accepts) follow each scoring
+    call as one call to `verifier` (default: the scorer), and their step is stored after them.
     """
     from reer.interrupts import StopRequested
+
+    verifier = verifier or scorer
 
     active = [s for s in searches if not s.done]
     total = len(active)
@@ -389,16 +479,31 @@ def drive(
         if scoring:
             logprobs = scorer.score([r for s in scoring for r in s.need.requests])
             kill_point("scored")
-            records: list[Record] = []
-            offset = 0
-            for s in scoring:
-                n = len(s.need.requests)
-                records.extend(s.on_scored(logprobs[offset : offset + n]))
-                offset += n
-            store(records)
+            records = answer(scoring, logprobs, ItemSearch.on_scored)
+            # A stop waits for the verifications of what was just scored, as for a scoring.
+            store(records, may_stop=not any(isinstance(s.need, VerifyNeed) for s in scoring))
+        verifying = [s for s in active if isinstance(s.need, VerifyNeed)]
+        refused = [r for s in verifying for r in overflowing(s, verifier)]
+        verifying = [s for s in verifying if isinstance(s.need, VerifyNeed)]
+        store(refused, may_stop=not verifying)
+        if verifying:
+            logprobs = verifier.score([r for s in verifying for r in s.need.requests])
+            kill_point("verified")
+            store(answer(verifying, logprobs, ItemSearch.on_verified))
         active = [s for s in active if not s.done]
         if on_batch:
             on_batch(total - len(active), total)
+
+
+def answer(searches: list[ItemSearch], logprobs: list[list[float]], handler) -> list[Record]:
+    """Hand each search its share of one call's results, in the order its requests were sent; their records."""
+    records: list[Record] = []
+    offset = 0
+    for s in searches:
+        n = len(s.need.requests)
+        records.extend(handler(s, logprobs[offset : offset + n]))
+        offset += n
+    return records
 
 
 def overflowing(search: ItemSearch, model: LanguageModel) -> list[Record]:

@@ -116,8 +116,12 @@ def prepare_searches(
     config: SearchConfig,
     generator: LanguageModel,
     scorer: LanguageModel,
+    verifier: LanguageModel | None = None,
 ) -> Prepared:
-    """One search per example, resumed from its stored steps; references that cannot be scored are rejected."""
+    """One search per example, resumed from its stored steps; references that cannot be scored are rejected.
+
+    With a `verifier` other than the scorer, each search has its acceptances verified by it in float32.
+    """
     # A trajectory with an outcome is finished (completed or rejected): the same inputs and
     # settings would only repeat it. One without is resumed from its stored steps.
     done, stored = stored_progress(store)
@@ -153,7 +157,12 @@ def prepare_searches(
             continue
         query_prompt = scorer.render_chat([("user", ex.query)])
         search, records = ItemSearch.resume(
-            planned, config, query_prompt, scorer.count_tokens, stored.get(key.trajectory_id, [])
+            planned,
+            config,
+            query_prompt,
+            scorer.count_tokens,
+            stored.get(key.trajectory_id, []),
+            verifying=verifier is not None and verifier is not scorer,
         )
         searches.append(search)
         finished.extend(records)
@@ -278,6 +287,7 @@ def search_examples(
     scorer,
     generation_rows: int,
     snapshot_seconds: float = 0.0,
+    verifier=None,
 ) -> None:
     """Drive every search to its end, storing each batch before the next, with progress.
 
@@ -298,6 +308,7 @@ def search_examples(
             generator,
             scorer,
             monitor.counting(store_sink(store, run_id)),
+            verifier=verifier,
             generation_rows=generation_rows,
             on_batch=monitor.on_batch,
             stop_requested=stop_requested,

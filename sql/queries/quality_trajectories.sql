@@ -2,7 +2,10 @@
 -- its example, the scores, and how the initial generation ended. Ordered as the export is,
 -- so "earlier" in duplicate detection means earlier in the source files.
 SELECT t.trajectory_id, t.run_id, t.example_id, x.query, x.reference AS answer,
-       v.thinking, v.thinking_tokens, o.initial_score, o.final_score, o.steps,
+       v.thinking, v.thinking_tokens, o.steps,
+       -- Verified (float32) where the search verified them: a gain the scorer's dtype cannot resolve is not one.
+       coalesce(o.initial_verified_score, o.initial_score) AS initial_score,
+       coalesce(o.final_verified_score, o.final_score) AS final_score,
        i.finish_reason AS initial_finish_reason
 FROM trajectories t
 JOIN outcomes o ON o.trajectory_id = t.trajectory_id

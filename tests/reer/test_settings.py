@@ -189,6 +189,7 @@ CHANGED = {
     "min_thinking_tokens": 101,
     "min_segment_chars": 101,
     "clip_min": -3.0,
+    "accept_margin": 1e-4,
     "seed": 1,
 }
 

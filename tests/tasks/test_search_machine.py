@@ -5,12 +5,14 @@ The real model runs the same machine in tests/flows/test_synthesize.py.
 
 from dataclasses import replace
 
+import pytest
+
 from reer.models.base import Generation, GenerationRequest, ModelStats
 from reer.settings import SearchConfig
 from reer.tasks.prompts import REFINE_OPEN
 from reer.tasks.records import OutcomeRecord, RevisionRecord
 from reer.tasks.scoring import split_reference
-from reer.tasks.search import GenerationNeed, ItemSearch, ScoringNeed, SearchItem, drive
+from reer.tasks.search import GenerationNeed, ItemSearch, ScoringNeed, SearchItem, VerifyNeed, drive
 from reer.tasks.search_tasks import search_rejects
 
 PARAS = [
@@ -58,12 +60,11 @@ class ScriptedModel:
         return self.count_tokens(request.context + " " + request.target) + 1
 
 
-def make_search(config=None, trajectory="t1"):
+def make_search(config=None, trajectory="t1", verifying=False):
     model = ScriptedModel(lambda seed, i: Generation(f" GOOD rewrite {seed}-{i} " + "x" * 40, "stop", 20))
     item = SearchItem(trajectory, "e1", "Write something.", split_reference(REFERENCE), REFERENCE, "en", 5)
-    return ItemSearch(
-        item, config or SearchConfig(min_thinking_tokens=10), "U:Write something.\nA:", model.count_tokens
-    ), model
+    config = config or SearchConfig(min_thinking_tokens=10)
+    return ItemSearch(item, config, "U:Write something.\nA:", model.count_tokens, verifying), model
 
 
 def run(search, model):
@@ -154,9 +155,24 @@ def test_driver_batches_generations_across_items():
     assert calls[0] == 5  # the five initial generations went out together
 
 
-def test_a_search_resumed_after_any_round_ends_as_an_uninterrupted_one():
-    search, model = make_search()
-    uninterrupted = run(search, model)
+class CappedVerifier(ScriptedModel):
+    """A float32 verifier that sees no gain past the second 'GOOD': the scorer's third win is rounding."""
+
+    def __init__(self):
+        super().__init__(None)
+        self.requests = []
+
+    def score(self, requests):
+        self.requests.extend(requests)
+        return [[-1.9 + 0.4 * min(r.context.count("GOOD"), 2)] * 10 for r in requests]
+
+
+@pytest.mark.parametrize("verifying", [False, True])
+def test_a_search_resumed_after_any_round_ends_as_an_uninterrupted_one(verifying):
+    search, model = make_search(verifying=verifying)
+    verifier = CappedVerifier()
+    uninterrupted = []
+    drive([search], model, model, uninterrupted.extend, verifier=verifier)
     rounds = 0
     while True:
         rounds += 1
@@ -169,7 +185,7 @@ def test_a_search_resumed_after_any_round_ends_as_an_uninterrupted_one():
                 stored.extend(records)
             calls["n"] += 1
 
-        drive([first], model, model, sink)
+        drive([first], model, model, sink, verifier=CappedVerifier())
         if calls["n"] <= rounds:
             break  # no round was lost: every crash point has been tried
         if any(isinstance(r, OutcomeRecord) for r in stored):
@@ -181,22 +197,24 @@ def test_a_search_resumed_after_any_round_ends_as_an_uninterrupted_one():
             fresh.query_prompt,
             fresh.count_tokens,
             [r for r in stored if isinstance(r, RevisionRecord)],
+            verifying,
         )
         rest: list = list(records)
-        drive([resumed], model, model, rest.extend)
+        drive([resumed], model, model, rest.extend, verifier=CappedVerifier())
         combined = stored + rest
 
         def key(r):
             return (type(r).__name__, getattr(r, "step", 0), getattr(r, "candidate_index", None) or 0)
 
-        assert [
-            (type(r).__name__, getattr(r, "revision_id", None), getattr(r, "score", None), getattr(r, "thinking", None))
-            for r in sorted(combined, key=key)
-        ] == [
-            (type(r).__name__, getattr(r, "revision_id", None), getattr(r, "score", None), getattr(r, "thinking", None))
-            for r in sorted(uninterrupted, key=key)
-        ]
+        def fields(r):
+            names = ("revision_id", "score", "verified_score", "accepted", "thinking", "final_verified_score")
+            return (type(r).__name__, *(getattr(r, name, None) for name in names))
+
+        assert [fields(r) for r in sorted(combined, key=key)] == [fields(r) for r in sorted(uninterrupted, key=key)]
     assert rounds > 3
+    (outcome,) = [r for r in uninterrupted if isinstance(r, OutcomeRecord)]
+    # Verified, the third step's win is refused: the verifier sees no gain in it.
+    assert outcome.accepted_edits == (2 if verifying else 3)
 
 
 def test_a_rewrite_that_repeats_its_segment_is_kept_as_unchanged_and_not_scored():
@@ -301,6 +319,78 @@ def test_a_score_equal_to_tau_does_not_stop_the_search():
     search.on_generated(rewrites)
     (outcome,) = [r for r in search.on_scored(scored_as(0.24, 0.3)) if isinstance(r, OutcomeRecord)]
     assert outcome.reason == "below_tau" and outcome.final_score == 0.24 and outcome.steps == 1
+
+
+# -- verified acceptance: bf16 proposes, the float32 verifier decides --------------------
+
+
+def verified_first_step(initial=1.5, initial_verified=1.49):
+    """A verifying search whose z(0) scored `initial` (and `initial_verified` in float32), at segment 1's rewrites."""
+    search, _ = make_search(verifying=True)
+    search.on_generated([Generation(" " + "\n\n".join(PARAS), "stop", 120)])
+    assert search.on_scored(scored_as(initial)) == [] and isinstance(search.need, VerifyNeed)
+    (initial_record, *_) = search.on_verified(scored_as(initial_verified))
+    assert initial_record.verified_score == initial_verified and initial_record.score == initial
+    rewrites = [Generation(f" rewrite number {c} of the first segment " + "x" * 30, "stop", 20) for c in range(2)]
+    search.on_generated(rewrites)
+    return search
+
+
+def test_a_bf16_win_the_verifier_does_not_confirm_is_refused_with_both_gaps_in_its_note():
+    search = verified_first_step()
+    assert search.on_scored(scored_as(1.499, 1.6)) == []  # a bf16 win: held until it is verified
+    assert isinstance(search.need, VerifyNeed) and len(search.need.requests) == 1  # the winner alone
+    assert "rewrite number 0" in search.need.requests[0].context
+    records = search.on_verified(scored_as(1.4900004))  # in float32 it gains nothing
+    winner, other = sorted((r for r in records if isinstance(r, RevisionRecord)), key=lambda r: r.candidate_index)
+    assert not winner.accepted and not other.accepted and winner.verified_score == 1.4900004
+    assert other.verified_score is None  # never verified: it lost in bf16
+    assert winner.note == (
+        "not accepted: 0.001000 below the best in the scorer's dtype, -0.000000 in float32, not above the 1e-05 margin"
+    )
+    assert search.best.kind == "initial" and search.accepted_edits == 0
+
+
+def test_a_bf16_win_the_verifier_confirms_is_accepted_with_its_verified_score():
+    search = verified_first_step()
+    search.on_scored(scored_as(1.6, 1.45))
+    assert "rewrite number 1" in search.need.requests[0].context
+    records = search.on_verified(scored_as(1.46))
+    (winner,) = [r for r in records if isinstance(r, RevisionRecord) and r.accepted]
+    assert winner.candidate_index == 1 and winner.verified_score == 1.46 and winner.note is None
+    assert search.best is winner and search.accepted_edits == 1
+    assert search.segments[0] == winner.segment_text
+
+
+def test_no_verification_when_no_candidate_beats_the_incumbent_as_scored():
+    search = verified_first_step()
+    records = search.on_scored(scored_as(1.5, 1.7))  # a tie and a loss: the step ends at once
+    assert isinstance(search.need, GenerationNeed) and search.step == 2
+    assert [r.verified_score for r in records if isinstance(r, RevisionRecord)] == [None, None]
+
+
+def test_the_verifier_is_sent_only_z0_and_the_winners_that_beat_the_incumbent():
+    search, model = make_search(verifying=True)
+    verifier, records = CappedVerifier(), []
+    drive([search], model, model, records.extend, verifier=verifier)
+    assert len(verifier.requests) == 1 + 3  # z(0), then each step's winner: every one beat the incumbent in bf16
+    (outcome,) = [r for r in records if isinstance(r, OutcomeRecord)]
+    assert (outcome.initial_verified_score, outcome.final_verified_score) == pytest.approx((1.9, 1.1))
+    assert (outcome.initial_score, outcome.final_score) == pytest.approx((1.9, 1.1))
+    assert outcome.accepted_edits == 2  # the third win is refused: the scorer says 0.7, the verifier 1.1
+
+
+def test_identical_candidates_are_scored_once_and_both_stored():
+    search = at_first_step()
+    same = Generation(" the one rewrite both samples wrote " + "x" * 30, "stop", 20)
+    search.on_generated([same, same])
+    assert isinstance(search.need, ScoringNeed) and len(search.need.requests) == 1
+    records = [r for r in search.on_scored(scored_as(1.2)) if isinstance(r, RevisionRecord)]
+    first, second = sorted(records, key=lambda r: r.candidate_index)
+    assert first.score == second.score == 1.2 and first.status == second.status == "scored"
+    assert first.accepted and not second.accepted and first.note is None
+    assert second.note == "the same text as candidate 0: scored once, with it"
+    assert second.thinking == first.thinking and second.revision_id != first.revision_id
 
 
 def test_search_defaults_are_the_authors_and_reach_the_requests():
