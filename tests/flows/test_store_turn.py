@@ -74,27 +74,29 @@ write_one(sys.argv[1])
 
 
 @pytest.mark.prefect
-def test_a_deployment_run_waits_for_the_slot_another_run_holds(tmp_path, prefect_api, monkeypatch):
+def test_a_deployment_run_waits_for_the_slot_another_run_holds(tmp_path, prefect_api):
     from prefect.concurrency.sync import concurrency
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    monkeypatch.setenv("PREFECT_API_URL", prefect_api)
     db = tmp_path / "reer.duckdb"
     Store(db).close()
     name = slot_name(db)
-    assert ensure_slot(name) == 0
-    with concurrency(name, occupy=1, strict=True):
-        assert ensure_slot(name) == 1  # the dashboard's Concurrency page shows it taken
-        run = subprocess.Popen(
-            [sys.executable, "-c", QUEUED_RUN, str(db)],
-            env={**os.environ, "PREFECT_API_URL": prefect_api},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        time.sleep(8)
-        assert run.poll() is None, run.communicate()[0]  # still waiting: it neither failed nor wrote
-        assert stored_rows(db, "SELECT count(*) AS n FROM run_events")[0]["n"] == 0
-    output, _ = run.communicate(timeout=120)
-    assert run.returncode == 0, output
-    assert stored_rows(db, "SELECT run_id FROM run_events") == [{"run_id": "queued"}]
-    assert ensure_slot(name) == 0  # released with the store
+    # Settings, not the environment: Prefect read its settings when an earlier test imported it.
+    with temporary_settings(updates={PREFECT_API_URL: prefect_api}):
+        assert ensure_slot(name) == 0
+        with concurrency(name, occupy=1, strict=True):
+            assert ensure_slot(name) == 1  # the dashboard's Concurrency page shows it taken
+            run = subprocess.Popen(
+                [sys.executable, "-c", QUEUED_RUN, str(db)],
+                env={**os.environ, "PREFECT_API_URL": prefect_api},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            time.sleep(8)
+            assert run.poll() is None, run.communicate()[0]  # still waiting: it neither failed nor wrote
+            assert stored_rows(db, "SELECT count(*) AS n FROM run_events")[0]["n"] == 0
+        output, _ = run.communicate(timeout=120)
+        assert run.returncode == 0, output
+        assert stored_rows(db, "SELECT run_id FROM run_events") == [{"run_id": "queued"}]
+        assert ensure_slot(name) == 0  # released with the store
