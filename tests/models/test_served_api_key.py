@@ -10,6 +10,7 @@ import pytest
 
 from reer.settings import ModelSpec, ServedConfig, Settings
 from tests.conftest import HOME
+from tests.models.test_served_backend import answer_json
 
 KEY = "sk-test-5ecret-key"
 
@@ -28,12 +29,7 @@ class RecordingServer:
             def do_GET(self) -> None:
                 owner.headers.append(self.headers.get("Authorization"))
                 body = {"data": [{"id": "SmolLM2-135M-Instruct"}]} if status == 200 else {"error": "no key"}
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                answer_json(self, status, body)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.httpd.server_address[1]

@@ -39,6 +39,16 @@ def served(url: str, **options):
     return ServedModel(url, resolve_model("SmolLM2-135M-Instruct", HOME), model_id="SmolLM2-135M-Instruct", **options)
 
 
+def answer_json(handler: BaseHTTPRequestHandler, status: int, body: dict) -> None:
+    """Send `body` as a JSON answer with `status` from a test server's request handler."""
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 class ScriptedServer:
     """A local HTTP server answering /v1/models, then each POST with the next (status, body) of a script.
 
@@ -64,12 +74,7 @@ class ScriptedServer:
                 pass
 
             def _answer(self, status: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                answer_json(self, status, body)
 
             def do_GET(self) -> None:
                 self._answer(200, {"data": [owner.model]})
