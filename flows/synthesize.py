@@ -1,4 +1,4 @@
-"""The `synthesize` flow: source, prepare, search, check, export, summarize."""
+"""The `synthesize` flow: source, prepare, search, controls, check, export, summarize."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from reer.flows.runs import load_models, load_verifier, new_run_id, recorded_run
 from reer.flows.store_turn import open_store
 from reer.kill_points import kill_point
 from reer.settings import Settings
+from reer.tasks.controls import compute_controls
 from reer.tasks.ingest import bundled_sample, ingest_examples, select_pending
 from reer.tasks.mappings import parse_overrides
 from reer.tasks.prompts import PROMPT_VERSION
@@ -98,4 +99,9 @@ def synthesize(
             skipped_done=prepared.skipped_done,
             resumed=prepared.resumed,
         )
+        # The controls (no thinking, another item's thinking) go in before validation, whose checks read them.
+        controls = compute_controls.with_options(
+            retries=settings.model_retries, retry_delay_seconds=exponential_backoff(settings.retry_backoff_seconds)
+        )
+        controls(store, run_id, verifier, settings.search)
         return publish_run(store, run_id, settings, finishing=work)

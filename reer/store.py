@@ -35,6 +35,7 @@ TABLES = (
     "exports",
     "source_records",
     "validations",
+    "controls",
 )
 KEYED = {"runs", "examples", "trajectories", "revisions", "outcomes"}  # re-inserting a key is a no-op
 

@@ -152,7 +152,7 @@ CREATE TABLE IF NOT EXISTS outcomes (
     trajectory_id     VARCHAR PRIMARY KEY,
     run_id            VARCHAR NOT NULL,
     status            VARCHAR NOT NULL,  -- completed | rejected
-    reason            VARCHAR NOT NULL,  -- below_tau | pass_complete | too_short | ...
+    reason            VARCHAR NOT NULL,  -- below_tau | pass_complete | converged | too_short | ...
     final_revision_id VARCHAR,
     initial_score     DOUBLE,
     final_score       DOUBLE,
@@ -232,4 +232,25 @@ CREATE TABLE IF NOT EXISTS exports (
     path          VARCHAR NOT NULL,
     row_index     INTEGER NOT NULL,
     created_at    TIMESTAMPTZ DEFAULT current_timestamp
+);
+
+-- Controls of a run's completed trajectories, scored by the verifier (the scorer's model in
+-- float32): the answer after no thinking, and after another item's final thinking (sorted by
+-- trajectory_id, each trajectory reads the next one's, wrapping: a run with one completed
+-- trajectory has no such control). Where the outcome lacks float32 scores, z(0) and z* are
+-- scored again in the same call (kinds initial, final), so every gain compares float32 with
+-- float32. Computing a run's controls again replaces its rows (tasks/controls.py).
+CREATE TABLE IF NOT EXISTS controls (
+    run_id              VARCHAR NOT NULL,
+    trajectory_id       VARCHAR NOT NULL,
+    kind                VARCHAR NOT NULL,  -- no_thinking | other_thinking | initial | final
+    donor_trajectory_id VARCHAR,           -- other_thinking: the trajectory whose final thinking was read
+    score               DOUBLE,            -- as revisions.score, NULL when the sequence did not fit (see note)
+    nll                 DOUBLE,
+    scored_tokens       INTEGER,
+    dtype               VARCHAR,           -- the verifier's (NULL: a served model, whose server does not say)
+    scorer_fingerprint  VARCHAR,           -- the verifier's model content: the run's scorer's
+    note                VARCHAR,           -- why a control has no score
+    created_at          TIMESTAMPTZ DEFAULT current_timestamp,
+    PRIMARY KEY (run_id, trajectory_id, kind)
 );

@@ -130,3 +130,34 @@ SELECT coalesce(x.category, '(none)') AS category, c.grp, x.category_source, cou
        round(avg(x.category_confidence), 3) AS mean_confidence
 FROM examples x LEFT JOIN categories c ON c.category = x.category
 GROUP BY ALL;
+
+-- Per trajectory and run with controls: its final score in float32 (the outcome's verified one,
+-- else the controls' re-score of z*), the answer's score after no thinking and after another
+-- item's thinking, and how much better z* does. thinking_gain = no_thinking - final and
+-- specificity = other_thinking - final: positive means z* explains the answer better.
+CREATE OR REPLACE VIEW trajectory_controls AS
+WITH c AS (
+    SELECT run_id, trajectory_id,
+           any_value(score) FILTER (WHERE kind = 'no_thinking')                  AS no_thinking_score,
+           any_value(score) FILTER (WHERE kind = 'other_thinking')               AS other_thinking_score,
+           any_value(donor_trajectory_id) FILTER (WHERE kind = 'other_thinking') AS donor_trajectory_id,
+           any_value(score) FILTER (WHERE kind = 'initial')                      AS initial_rescored,
+           any_value(score) FILTER (WHERE kind = 'final')                        AS final_rescored,
+           string_agg(kind || ': ' || note, ' | ' ORDER BY kind) FILTER (WHERE note IS NOT NULL) AS notes,
+           any_value(dtype) AS dtype, any_value(scorer_fingerprint) AS scorer_fingerprint,
+           max(created_at) AS computed_at
+    FROM controls
+    GROUP BY run_id, trajectory_id
+), s AS (
+    SELECT c.*,
+           coalesce(o.initial_verified_score, c.initial_rescored) AS initial_score,
+           coalesce(o.final_verified_score, c.final_rescored)     AS final_score
+    FROM c JOIN outcomes o USING (trajectory_id)
+)
+SELECT run_id, trajectory_id, initial_score, final_score, no_thinking_score, other_thinking_score,
+       donor_trajectory_id,
+       no_thinking_score - final_score    AS thinking_gain,
+       other_thinking_score - final_score AS specificity,
+       no_thinking_score - initial_score  AS initial_thinking_gain,
+       notes, dtype, scorer_fingerprint, computed_at
+FROM s;

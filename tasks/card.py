@@ -137,6 +137,32 @@ def _checks(store: Store, run_id: str) -> list[str]:
     return ["## Checks", "", header, ""] + table + [""]
 
 
+def _controls(store: Store, run_id: str) -> list[str]:
+    """z* against no thinking and against another item's thinking: mean float32 gain and share of items it beats."""
+    from reer.tasks.controls import control_figures, run_margin
+
+    figures = {f["control"]: f for f in control_figures(store.query, run_id)}
+    margin = run_margin(store.query, run_id)
+    rows = []
+    for control, figure, against in (
+        ("no_thinking", "thinking gain", "no thinking (an empty think block)"),
+        ("other_thinking", "specificity", "another item's final thinking (each item reads the next one's)"),
+    ):
+        f = figures[control]
+        rows.append(
+            [figure, against, f["n"], f["mean_gain"], f"{f['beats']} / {f['n']}", f["share"] if f["n"] else None]
+        )
+    header = (
+        "The answer scored by the scorer's model in float32 after each control instead of the searched thinking z*, "
+        "over the run's completed trajectories. Gain = control score minus z*'s score: positive means z* explains "
+        f"the answer better; an item counts as beaten by z* when its gain is at least {margin:g} (the search's "
+        "accept_margin, float32's noise). Near zero or negative: this scorer cannot tell this thinking from none, "
+        "or from any thinking."
+    )
+    table = markdown_table(["figure", "z* against", "items", "mean gain", "z* better", "share"], rows)
+    return ["## Controls", "", header, ""] + table + [""]
+
+
 def _provenance(store: Store, run_id: str) -> list[str]:
     run = store.query("SELECT * FROM runs WHERE run_id = $run_id", run_id=run_id).to_dicts()[0]
     sources = store.query(read_sql("queries/card_sources"), run_id=run_id)
@@ -163,6 +189,7 @@ def dataset_card(store: Store, run_id: str, written: Written) -> str:
     lines += _checks(store, run_id)
     lines += ["## Scores", "", "Score = -mean(clip(log p, -2, 0)) over the scored answer tokens; lower is better.", ""]
     lines += markdown_table(["set", "figure", "n", "mean", "median", "min", "max"], scores.rows()) + [""]
+    lines += _controls(store, run_id)
     lines += _provenance(store, run_id)
     return "\n".join(lines)
 

@@ -21,7 +21,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from reer.kill_points import kill_point
-from reer.settings import QualityConfig
+from reer.settings import QualityConfig, SearchConfig
 from reer.sql import read_sql
 from reer.store import Store
 from reer.tasks.dedup import find_duplicates, text_units
@@ -128,8 +128,10 @@ class CheckSpec:
         return value >= self.threshold if self.bound == "min" else value <= self.threshold
 
 
-def check_specs(cfg: QualityConfig) -> list[CheckSpec]:
-    """Every check with its threshold from the settings."""
+def check_specs(cfg: QualityConfig, accept_margin: float | None = None) -> list[CheckSpec]:
+    """Every check with its threshold from the settings; the controls' bound is the search's accept_margin
+    (the run's own where validation knows it, else the default)."""
+    margin = SearchConfig().accept_margin if accept_margin is None else accept_margin
     return [
         CheckSpec(
             INPUTS,
@@ -182,6 +184,20 @@ def check_specs(cfg: QualityConfig) -> list[CheckSpec]:
         CheckSpec(OUTPUTS, "reflection_cues", "min", cfg.min_reflection_cues, "reflection cues in the thinking"),
         CheckSpec(OUTPUTS, "cue_repetition", "max", cfg.max_same_cue, "uses of the most used reflection cue"),
         CheckSpec(OUTPUTS, "language_match", "min", 1, "the thinking is in the query's language"),
+        CheckSpec(
+            OUTPUTS,
+            "beats_no_thinking",
+            "min",
+            margin,
+            "score with no thinking minus score with the final thinking (float32)",
+        ),
+        CheckSpec(
+            OUTPUTS,
+            "beats_other_thinking",
+            "min",
+            margin,
+            "score with another item's final thinking minus score with this one's (float32)",
+        ),
     ]
 
 
@@ -190,7 +206,7 @@ def check_specs(cfg: QualityConfig) -> list[CheckSpec]:
 
 def _schema(suite: str, cfg: QualityConfig, key: str) -> dict[str, pl.DataType]:
     """A suite's metric table: its ids, a Float64 column per check, a text column of details per check."""
-    names = [s.name for s in check_specs(cfg) if s.suite == suite]
+    names = [s.name for s in check_specs(cfg) if s.suite == suite]  # names only: the margin does not matter
     ids = {"example_id": pl.Utf8} if key == "example_id" else {"trajectory_id": pl.Utf8, "example_id": pl.Utf8}
     return {**ids, **{n: pl.Float64 for n in names}, **{f"{n}__detail": pl.Utf8 for n in names}}
 
@@ -232,6 +248,8 @@ def trajectory_row_metrics(row: dict, cfg: QualityConfig) -> dict:
     scored = initial is not None and final is not None  # a completed search always has both; old rows may not
     improvement = relative_improvement(initial, final, row["steps"] or 0) if scored else None
     tokens = float(row["thinking_tokens"] or 0)  # unknown length fails the minimum rather than passing
+    gain, specificity = row.get("thinking_gain"), row.get("specificity")
+    final_control = row.get("control_final_score")
     return {
         "thinking_closed": float(closed_thinking(row["initial_finish_reason"])),
         "thinking_closed__detail": f"initial finish reason: {row['initial_finish_reason']}",
@@ -252,6 +270,19 @@ def trajectory_row_metrics(row: dict, cfg: QualityConfig) -> dict:
         "cue_repetition__detail": f"most used: {top_cue!r} x{cues[top_cue]}",
         "language_match": float(query_language == thinking_language),
         "language_match__detail": f"query {query_language}, thinking {thinking_language}",
+        "beats_no_thinking": gain,
+        "beats_no_thinking__detail": (
+            "no control stored: not applicable (reer eval RUN computes it)"
+            if gain is None
+            else f"no thinking {row['no_thinking_score']:.4f}, final thinking {final_control:.4f}"
+        ),
+        "beats_other_thinking": specificity,
+        "beats_other_thinking__detail": (
+            "no control stored: not applicable (one completed trajectory, or reer eval RUN not run)"
+            if specificity is None
+            else f"thinking of {row['donor_trajectory_id']} {row['other_thinking_score']:.4f}, "
+            f"this one's {final_control:.4f}"
+        ),
     }
 
 
@@ -337,11 +368,13 @@ class Validation:
 
 def validate(store: Store, run_id: str, cfg: QualityConfig, docs_dir: Path | None) -> Validation:
     """Measure a run's examples and trajectories, let GX judge them, store every verdict."""
+    from reer.tasks.controls import run_margin
     from reer.tasks.expectations import validate_tables
 
     examples = store.query(read_sql("queries/quality_examples"), run_id=run_id)
     trajectories = store.query(read_sql("queries/quality_trajectories"), run_id=run_id)
-    specs = check_specs(cfg)
+    margin = run_margin(store.query, run_id)  # the margin the run searched with: its float32 noise
+    specs = check_specs(cfg, margin)
     tables = {
         INPUTS: (example_metrics(examples, cfg), "example_id"),
         OUTPUTS: (trajectory_metrics(trajectories, cfg), "trajectory_id"),

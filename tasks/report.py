@@ -17,6 +17,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from reer.sql import read_sql
+from reer.tasks.controls import control_figures, run_margin
 from reer.tasks.report_page import render
 
 REPORT = "report.html"
@@ -38,6 +39,8 @@ class ReportData:
     rejects: list[dict]
     checks: list[dict]
     links: dict[str, str] = field(default_factory=dict)
+    controls: list[dict] = field(default_factory=list)  # per control: n, mean gain, share beating it (controls.py)
+    margin: float = 0.0  # the run's accept_margin: a gain counts when at least this
 
 
 def report_data(query: Query, run_id: str) -> ReportData:
@@ -50,7 +53,14 @@ def report_data(query: Query, run_id: str) -> ReportData:
         for name in ("items", "steps", "segments", "throughput", "rejects", "checks")
     }
     figures = query(read_sql("queries/run_summary"), run_id=run_id).to_dicts()[0]
-    return ReportData(run_id, header[0], figures, **rows)
+    return ReportData(
+        run_id,
+        header[0],
+        figures,
+        **rows,
+        controls=control_figures(query, run_id),
+        margin=run_margin(query, run_id),
+    )
 
 
 def latest_run(query: Query, flow_name: str = "synthesize") -> str | None:

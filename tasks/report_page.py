@@ -195,8 +195,59 @@ def header_cards(data: ReportData) -> str:
         card("items per hour", num(h.get("items_per_hour"), 1)),
         card("generated tokens/s", num(h.get("generated_tokens_per_second"), 1)),
         card("scored tokens/s", num(h.get("scored_tokens_per_second"), 1)),
+        *control_cards(data),
     ]
     return f'<div class="cards">{"".join(cards)}</div>'
+
+
+CONTROL_NAMES = {
+    "no_thinking": ("thinking gain", "no thinking (an empty think block)"),
+    "other_thinking": ("specificity", "another item's final thinking"),
+}
+
+
+def signed(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:+.{digits}f}"
+
+
+def control_cards(data: ReportData) -> list[str]:
+    """Per control: z*'s mean float32 gain over it, and how many items it beats by the margin."""
+    cards = []
+    for f in data.controls:
+        title, _ = CONTROL_NAMES[f["control"]]
+        small = f"z* better in {f['beats']}/{f['n']}" if f["n"] else "no control"
+        cards.append(card(title, signed(f["mean_gain"]), small))
+    return cards
+
+
+def controls_table(data: ReportData) -> str:
+    rows = [
+        [
+            escape(CONTROL_NAMES[f["control"]][0]),
+            escape(CONTROL_NAMES[f["control"]][1]),
+            f"{f['n']} / {f['completed']}",
+            signed(f["mean_gain"]),
+            signed(f["median_gain"]),
+            f"{signed(f['min_gain'])} … {signed(f['max_gain'])}" if f["n"] else "-",
+            f"{f['beats']} / {f['n']}",
+            pct(f["share"]),
+        ]
+        for f in data.controls
+    ]
+    return table(
+        [
+            ("figure", ""),
+            ("z* against", ""),
+            ("items with it", "n"),
+            ("mean gain", "n"),
+            ("median", "n"),
+            ("range", "n"),
+            (f"z* better by >= {data.margin:g}", "n"),
+            ("share", "n"),
+        ],
+        rows,
+        "No completed trajectory.",
+    )
 
 
 def rejects_table(data: ReportData) -> str:
@@ -240,6 +291,8 @@ def items_table(data: ReportData) -> str:
                 num(r["initial_score"]),
                 num(r["final_score"]),
                 pct(r["relative_improvement"]),
+                signed(r.get("thinking_gain")),
+                signed(r.get("specificity")),
                 num(r["steps"]),
                 num(r["accepted_edits"]),
                 verdict,
@@ -254,6 +307,8 @@ def items_table(data: ReportData) -> str:
             ("initial", "n"),
             ("final", "n"),
             ("improvement", "n"),
+            ("gain over no thinking", "n"),
+            ("specificity", "n"),
             ("steps", "n"),
             ("accepted", "n"),
             ("passed checks", ""),
@@ -342,6 +397,10 @@ scorer <code>{escape(h.get("scorer_model") or "-")}</code> · config <code>{esca
 <section id="figures">{header_cards(data)}</section>
 <h2>Search</h2>
 <section class="plots">{plots}</section>
+<section id="controls"><h2>Controls</h2>
+<p class="muted">Scored in float32 by the scorer's model, with the answer unchanged: gain = the answer's score after the control
+minus its score after the searched thinking z*; positive means z* explains the answer better. Another item's thinking:
+sorted by trajectory id, each item reads the next one's.</p>{controls_table(data)}</section>
 <section id="rejects"><h2>Rejects by reason</h2>{rejects_table(data)}</section>
 <section id="checks"><h2>Check pass rates</h2>{checks_table(data)}</section>
 <section id="items"><h2>Items</h2>{items_table(data)}</section>

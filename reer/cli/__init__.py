@@ -1,6 +1,6 @@
 """The `reer` command: run the pipeline, query the store, show an item, validate, export, serve.
 
-Each command lives with its kind (run, inspection, publish, servers); what they print is in
+Each command lives with its kind (run, inspection, publish, evaluation, servers); what they print is in
 rendering and progress, and the one-line error policy in errors. Nothing heavy loads at import:
 Prefect, polars, torch and great-expectations come in inside the commands that use them, so
 `reer --help` and `reer sql` start fast.
@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from reer.cli import inspection, publish, servers
+from reer.cli import evaluation, inspection, publish, servers
 from reer.cli import run as running
 from reer.cli.errors import describe, say
 
@@ -30,6 +30,7 @@ for command in (
     inspection.show,
     publish.export,
     publish.validate,
+    evaluation.evaluate,
     running.ingest,
     inspection.sources,
     inspection.report,
@@ -37,7 +38,7 @@ for command in (
     servers.serve,
     servers.dashboard,
 ):
-    app.command()(command)
+    app.command(name="eval" if command is evaluation.evaluate else None)(command)  # `eval` would shadow a builtin
 
 
 def main() -> None:

@@ -64,7 +64,9 @@ def show(
 ) -> None:
     """An item's revisions with their scores, and its score per step drawn."""
     path = store_path(db)
-    from reer.cli.rendering import print_revisions
+    import duckdb
+
+    from reer.cli.rendering import print_controls, print_revisions
     from reer.sql import read_sql
     from reer.store import StoreBusy, read_only_query
 
@@ -76,6 +78,11 @@ def show(
         fail(f'no trajectory matches {item!r} (list them: reer sql "SELECT trajectory_id FROM outcomes")')
     trajectory = revisions["trajectory_id"][0]
     print_revisions(revisions.filter(revisions["trajectory_id"] == trajectory))
+    try:
+        controls = read_only_query(path, read_sql("queries/item_controls"), trajectory_id=trajectory).to_dicts()
+    except duckdb.CatalogException:  # a store no writer of this version has opened yet: no controls table
+        controls = []
+    print_controls(controls)
 
 
 def sources(
@@ -110,6 +117,8 @@ def report(
     """Write a run's HTML report: score per step, improvement, acceptance per segment, throughput, rejects, checks."""
     from functools import partial
 
+    import duckdb
+
     from reer.cli.rendering import out
     from reer.store import StoreBusy, read_only_query
     from reer.tasks.report import build_report, latest_run
@@ -125,6 +134,8 @@ def report(
         fail(str(error))
     except LookupError as error:
         fail(f"{error} ({RUNS_HINT})")
+    except duckdb.CatalogException as error:  # views this version added, which a reader cannot create
+        fail(f"{first_line(error)}: the store was last written by an older reer; any writer adds it (reer validate)")
     console = out()
     console.print(f"report of run {run_id}: {written}", soft_wrap=True, markup=False)
     console.print(f"open it: {written.resolve().as_uri()}", soft_wrap=True, markup=False)

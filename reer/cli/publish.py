@@ -62,6 +62,7 @@ def validate(
     """Run the quality checks on a run's examples and trajectories; store every verdict."""
     quiet_prefect(False)
     from reer.cli.rendering import out, print_checks
+    from reer.tasks.controls import run_margin
     from reer.tasks.quality import check_specs, validate_run
 
     settings = settings_from(db=db, out=out_dir)
@@ -70,7 +71,8 @@ def validate(
         with guarded():
             result = validate_run.fn(store, run_id, settings.quality, settings.out)
         rates = store.query("SELECT * FROM check_pass_rates WHERE run_id = $run_id", run_id=run_id)
-    print_checks(rates, check_specs(settings.quality))
+        margin = run_margin(store.query, run_id)
+    print_checks(rates, check_specs(settings.quality, margin))
     console = out()
     console.print(
         f"{result['passed']} of {result['checked']} trajectories passed every check "

@@ -157,6 +157,35 @@ def print_revisions(revisions: pl.DataFrame) -> None:
     console.print(score_chart(revisions))
 
 
+def signed(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.4f}"
+
+
+def print_controls(controls: list[dict]) -> None:
+    """One trajectory's controls (rows of queries/item_controls): z* against no thinking and another item's."""
+    console = out()
+    if not controls:
+        console.print("controls: none computed yet (reer eval RUN scores them)")
+        return
+    table = Table(title="controls (float32; gain > 0: z* explains the answer better)", title_justify="left")
+    for name in ("run", "final", "no thinking", "thinking gain", "other thinking", "donor", "specificity", "note"):
+        table.add_column(name, overflow="fold")
+    for r in controls:
+        table.add_row(
+            data(r["run_id"]),
+            num(r["final_score"]),
+            num(r["no_thinking_score"]),
+            signed(r["thinking_gain"]),
+            num(r["other_thinking_score"]),
+            data((r["donor_trajectory_id"] or "")[:12] or None),
+            signed(r["specificity"]),
+            data(
+                r["notes"] or ("no other completed trajectory in the run" if r["donor_trajectory_id"] is None else "")
+            ),
+        )
+    console.print(table)
+
+
 def score_chart(revisions: pl.DataFrame) -> str:
     """Best score after each step, drawn as horizontal bars."""
     best: dict[int, float] = {}

@@ -189,3 +189,41 @@ def test_markdown_table_formats_and_escapes_cells():
         "|  | 2.0000 | True | plain |",
     ]
     assert markdown_table(["only"], []) == ["| only |", "|---|"]
+
+
+def test_the_controls_section_gives_each_controls_mean_gain_and_share(tmp_path):
+    from reer.settings import SearchConfig
+    from reer.tasks.controls import compute
+    from tests.tasks.test_controls import ScriptedScorer
+
+    store = three_store(tmp_path / "reer.duckdb")
+    try:
+        without = export_card(store, tmp_path / "before")
+        assert table(without, "Controls") == [
+            ["thinking gain", "no thinking (an empty think block)", "0", "-", "0 / 0", "-"],
+            ["specificity", "another item's final thinking (each item reads the next one's)", "0", "-", "0 / 0", "-"],
+        ]
+        compute(store, "run-1", ScriptedScorer(), SearchConfig(min_segment_chars=20))
+        # One item's no-thinking control scores better than its z*: it is not beaten.
+        with store.transaction() as con:
+            con.exec_driver_sql(
+                "UPDATE controls SET score = 0.4 WHERE trajectory_id = 'traj-c' AND kind = 'no_thinking'"
+            )
+        card = export_card(store, tmp_path / "after")
+        expected = store.query(
+            "SELECT avg(thinking_gain) AS gain, avg(specificity) AS spec FROM trajectory_controls WHERE run_id = 'run-1'"
+        ).to_dicts()[0]
+        assert table(card, "Controls") == [
+            ["thinking gain", "no thinking (an empty think block)", "3", f"{expected['gain']:.4f}", "2 / 3", "0.6667"],
+            [
+                "specificity",
+                "another item's final thinking (each item reads the next one's)",
+                "3",
+                f"{expected['spec']:.4f}",
+                "3 / 3",
+                "1.0000",
+            ],
+        ]
+        assert "at least 1e-05" in card
+    finally:
+        store.close()

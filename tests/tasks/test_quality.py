@@ -123,6 +123,12 @@ OUTPUT_BREAKS = {
     "reflection_cues": ({"thinking": THINKING_B.replace("Let me think about", "I turn to")}, 0.0),
     "cue_repetition": ({"thinking": THINKING_B + " Hmm, the ovens. Hmm, the dawn. Hmm, the note."}, 3.0),
     "language_match": ({"thinking": CHINESE}, 0.0),
+    # The controls (float32): z* worse than no thinking; better than another item's thinking only within noise.
+    "beats_no_thinking": ({"thinking_gain": -0.05, "no_thinking_score": 0.55, "control_final_score": 0.6}, -0.05),
+    "beats_other_thinking": (
+        {"specificity": 5e-6, "other_thinking_score": 0.600005, "control_final_score": 0.6, "donor_trajectory_id": "a"},
+        5e-6,
+    ),
 }
 
 
@@ -170,6 +176,28 @@ def test_relative_improvement_is_skipped_when_z0_was_already_good():
     verdicts = judge(output_tables([CLEAN["a"], untouched], CFG), CFG)
     (row,) = [r for r in verdicts if r["trajectory_id"] == "traj-b" and r["check_name"] == "relative_improvement"]
     assert row["passed"] and row["observed"] is None and "not applicable" in row["detail"]
+
+
+def test_the_controls_pass_beyond_the_margin_and_pass_when_missing():
+    controlled = {
+        **CLEAN["b"],
+        "thinking_gain": 0.2,
+        "specificity": 0.01,
+        "no_thinking_score": 0.8,
+        "other_thinking_score": 0.61,
+        "control_final_score": 0.6,
+        "donor_trajectory_id": "traj-a",
+    }
+    verdicts = judge(output_tables([CLEAN["a"], controlled], CFG), CFG)
+    rows = {(r["trajectory_id"], r["check_name"]): r for r in verdicts if r["check_name"].startswith("beats_")}
+    assert all(r["passed"] for r in rows.values())
+    assert rows["traj-b", "beats_no_thinking"]["observed"] == pytest.approx(0.2)
+    assert "no thinking 0.8000, final thinking 0.6000" in rows["traj-b", "beats_no_thinking"]["detail"]
+    assert "traj-a 0.6100" in rows["traj-b", "beats_other_thinking"]["detail"]
+    for check in ("beats_no_thinking", "beats_other_thinking"):  # no control stored: empty, and it passes
+        assert rows["traj-a", check]["observed"] is None and "not applicable" in rows["traj-a", check]["detail"]
+    margin = {s.name: s.threshold for s in check_specs(CFG, accept_margin=0.25)}
+    assert margin["beats_no_thinking"] == margin["beats_other_thinking"] == 0.25
 
 
 LONG_QUERY = (

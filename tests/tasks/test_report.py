@@ -105,3 +105,24 @@ def test_a_report_that_fails_while_being_written_leaves_the_previous_one_whole(s
         build_report(store.query, "run-1", tmp_path / "out")
     assert path.read_bytes() == before
     assert sorted(p.name for p in path.parent.iterdir()) == ["report.html"]  # no temporary file left
+
+
+def test_the_report_shows_each_controls_mean_gain_and_the_items_gains(store, tmp_path):
+    from reer.settings import SearchConfig
+    from reer.tasks.controls import compute
+    from tests.tasks.test_controls import ScriptedScorer
+
+    before = build_report(store.query, "run-1", tmp_path / "before").read_text(encoding="utf-8")
+    assert 'id="controls"' in before and "thinking gain" in before
+    compute(store, "run-1", ScriptedScorer(), SearchConfig(min_segment_chars=20))
+    data = report_data(store.query, "run-1")
+    assert [(f["control"], f["n"], f["beats"]) for f in data.controls] == [
+        ("no_thinking", 2, 2),
+        ("other_thinking", 2, 2),
+    ]
+    assert {r["trajectory_id"]: round(r["thinking_gain"], 6) for r in data.items} == {"traj-a": 0.5, "traj-b": 0.5}
+    html = build_report(store.query, "run-1", tmp_path / "after").read_text(encoding="utf-8")
+    section = html.split('id="controls"', 1)[1].split("</section>", 1)[0]
+    assert "+0.5000" in section and "+0.3000" in section and "2 / 2" in section and "100.0%" in section
+    cards = html.split('id="figures"', 1)[1].split("</section>", 1)[0]
+    assert "thinking gain" in cards and "specificity" in cards and "z* better in 2/2" in cards
