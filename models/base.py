@@ -26,6 +26,17 @@ class GenerationRequest:
     max_new_tokens: int = 256
     seed: int = 0
     stop: tuple[str, ...] = ()
+    # No end of turn and no stop string before this many new tokens: a model that would end its
+    # thinking early writes on instead (the CPU sampler masks EOS and every token that could start
+    # a stop string; vLLM's `min_tokens` masks EOS and ignores stop strings until then).
+    min_new_tokens: int = 0
+    # No sample repeats more than `max_copied_tokens` consecutive tokens of `copy_source` (0: no
+    # limit): a rewrite cannot hand its segment back word for word. The pre-filled text counts.
+    copy_source: str = ""
+    max_copied_tokens: int = 0
+    # No sample repeats a run longer than this many tokens of its own output (0: no limit): a small
+    # model's loop is cut where it starts, not at the token limit.
+    max_repeated_tokens: int = 0
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from reer.ids import stable_id
 from reer.models.base import Generation, GenerationRequest, ModelStats, ModelUnavailable, ScoreRequest
 from reer.models.chat import ChatTokenizer
 from reer.models.loading import model_fingerprint
-from reer.models.vllm_backend import engine_seed, finish_reason, target_logprobs
+from reer.models.vllm_backend import engine_seed, finish_reason, held_back, sampling_options, target_logprobs
 
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
 # The text of vLLM's EngineDeadError, in the 500 every request in flight gets when the engine dies;
@@ -345,19 +345,20 @@ class ServedModel(ChatTokenizer):
                 "stop": list(r.stop),
                 "skip_special_tokens": True,
                 "return_token_ids": True,
+                **sampling_options(r),
             }
 
         answers = self._map(payload, range(len(requests)), "/v1/completions")
         results = []
-        for prompt, answer in zip(prompts, answers):
+        for r, prompt, answer in zip(requests, prompts, answers):
             choices = sorted(answer["choices"], key=lambda c: c["index"])
-            generations = [
-                Generation(
-                    text=c["text"],
-                    finish_reason=finish_reason(c.get("finish_reason"), c.get("stop_reason")),
-                    tokens=self._sampled_tokens(c),
-                )
+            finished = [
+                held_back(c["text"], finish_reason(c.get("finish_reason"), c.get("stop_reason")), r.stop)
                 for c in choices
+            ]
+            generations = [
+                Generation(text=text, finish_reason=reason, tokens=self._sampled_tokens(c))
+                for (text, reason), c in zip(finished, choices)
             ]
             results.append(generations)
             self.stats.generated_tokens += sum(g.tokens for g in generations)

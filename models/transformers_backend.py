@@ -180,6 +180,7 @@ class TransformersModel(ChatTokenizer):
                 seen[r, prompts[i]] = True
         produced: list[list[int]] = [[] for _ in range(b)]
         finish: list[str | None] = [None] * b
+        guards = [self._guard(req, prompts[i]) for req, (i, _) in zip(reqs, samples)]
         rows = list(range(b))  # the sample each batch row belongs to; None once it finished
         while True:
             live = [pos for pos, r in enumerate(rows) if r is not None]
@@ -202,6 +203,10 @@ class TransformersModel(ChatTokenizer):
             step_logits = logits[at].float()
             if penalize:
                 step_logits = repetition_penalized(step_logits, seen[at], penalty[at])
+            for j, pos in enumerate(live):
+                banned = guards[rows[pos]].banned(produced[rows[pos]])
+                if banned:
+                    step_logits[j, banned] = float("-inf")
             chosen = self._choose(step_logits, temperature[at], top_p[at], [generators[rows[pos]] for pos in live])
             if penalize:
                 seen[at, torch.tensor(chosen)] = True
@@ -213,6 +218,32 @@ class TransformersModel(ChatTokenizer):
             step = decoder.extend(tokens[:, None], torch.ones((len(rows), 1), dtype=torch.bool), positions[:, None])
             logits = self.model.lm_head(step[:, -1])
         return [self._finish(produced[r], finish[r] or "length", reqs[r].stop) for r in range(b)]
+
+    def _guard(self, request: GenerationRequest, prompt: list[int]) -> SampleGuard:
+        """What one sample of `request` may not draw, and until when (see SampleGuard)."""
+        held = []
+        if request.min_new_tokens > 0:
+            held = sorted(set(self.eos_ids).union(*(self._stop_starts(s) for s in request.stop)))
+        grams: dict[tuple[int, ...], list[int]] = {}
+        m = request.max_copied_tokens
+        if m > 0 and request.copy_source:
+            source = self.tokenizer.encode(request.copy_source, add_special_tokens=False)
+            for j in range(len(source) - m):
+                grams.setdefault(tuple(source[j : j + m]), []).append(source[j + m])
+        return SampleGuard(
+            request.min_new_tokens, held, m, grams, prompt[-m:] if m > 0 else [], request.max_repeated_tokens
+        )
+
+    def _stop_starts(self, stop: str) -> set[int]:
+        """Every token whose text holds `stop` or ends with a beginning of it: a stop string starts with one."""
+        cache = self.__dict__.setdefault("_stop_start_cache", {})
+        if stop not in cache:
+            texts = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
+            beginnings = [stop[:n] for n in range(1, len(stop))]
+            cache[stop] = {
+                i for i, t in enumerate(texts) if t and (stop in t or any(t.endswith(b) for b in beginnings))
+            }
+        return cache[stop]
 
     def _take_tokens(self, live, chosen, rows, produced, finish, reqs) -> torch.Tensor:
         """Append each live row's chosen token to its sample, end the samples that finished; the step's input ids."""
@@ -273,6 +304,47 @@ class TransformersModel(ChatTokenizer):
             cut = min((text.find(s) for s in stops if s in text), default=len(text))
             text = text[:cut]
         return Generation(text=text, finish_reason=reason, tokens=len(produced))  # type: ignore[arg-type]
+
+
+class SampleGuard:
+    """The tokens one sample may not draw next, given what it produced so far.
+
+    Until `min_new` tokens are out, `held` (EOS and the tokens that could start a stop string)
+    are masked, so the sample cannot end. After any `max_copied` tokens that repeat a run of the
+    copy source (the pre-filled end of the prompt counts), the token that would extend the run
+    is masked: no run longer than `max_copied` tokens of the source is reproduced. Likewise no run
+    longer than `max_repeated` tokens of the sample's own output comes again (a loop).
+    """
+
+    def __init__(
+        self,
+        min_new: int,
+        held: list[int],
+        max_copied: int,
+        grams: dict[tuple[int, ...], list[int]],
+        tail: list[int],
+        max_repeated: int = 0,
+    ) -> None:
+        self.min_new, self.held, self.max_copied, self.grams, self.tail = min_new, held, max_copied, grams, tail
+        self.max_repeated = max_repeated
+        self.own: dict[tuple[int, ...], set[int]] = {}  # the output's runs so far, and what followed each
+        self.registered = 0
+
+    def banned(self, produced: list[int]) -> list[int]:
+        banned = list(self.held) if len(produced) < self.min_new else []
+        if self.grams:
+            m = self.max_copied
+            recent = produced[-m:] if len(produced) >= m else (self.tail + produced)[-m:]
+            banned.extend(self.grams.get(tuple(recent), ()))
+        n = self.max_repeated
+        if n > 0:
+            while self.registered + n < len(produced):  # each run whose next token is known
+                j = self.registered
+                self.own.setdefault(tuple(produced[j : j + n]), set()).add(produced[j + n])
+                self.registered += 1
+            if len(produced) >= n:
+                banned.extend(self.own.get(tuple(produced[-n:]), ()))
+        return banned
 
 
 class GenericDecoder:

@@ -35,6 +35,43 @@ def finish_reason(reason: str | None, stop_reason: int | str | None) -> str:
     return "eos"  # vLLM says 'stop' with no stop_reason (EOS) or a stop token id
 
 
+def held_back(text: str, reason: str, stops: Sequence[str]) -> tuple[str, str]:
+    """vLLM's `min_tokens` masks EOS but only ignores stop strings before it: cut at one that came early."""
+    cuts = [text.find(s) for s in stops if s and s in text]
+    return (text[: min(cuts)], "stop") if cuts else (text, reason)
+
+
+MAX_BAD_PHRASES = 64
+
+
+def copy_bad_words(source: str, max_copied_tokens: int) -> list[str]:
+    """The copy guard as vLLM `bad_words`: every run of the source's words a little longer than the limit.
+
+    vLLM bans the last token of a listed phrase once the tokens before it were generated, so no
+    listed run is reproduced. Words are about 1.3 tokens of English text each.
+    """
+    if max_copied_tokens <= 0 or not source.strip():
+        return []
+    words = source.split()
+    n = max(2, round(max_copied_tokens / 1.3)) + 1
+    starts = range(len(words) - n + 1)
+    # vLLM takes at most VLLM_MAX_NUM_BAD_WORDS (128) token sequences, two per phrase (with and without a
+    # leading space). A longer source lists every `stride`-th run: any copy of n + stride - 1 words holds one.
+    stride = max(1, -(-len(starts) // MAX_BAD_PHRASES))
+    return list(dict.fromkeys(" ".join(words[j : j + n]) for j in starts[::stride]))
+
+
+def sampling_options(r: GenerationRequest) -> dict:
+    """The guards of a request as vLLM sampling options (SamplingParams and the served request body alike)."""
+    options: dict = {}
+    if r.min_new_tokens > 0:
+        options["min_tokens"] = min(r.min_new_tokens, r.max_new_tokens)
+    bad = copy_bad_words(r.copy_source, r.max_copied_tokens)
+    if bad:
+        options["bad_words"] = bad
+    return options
+
+
 class VllmModel(ChatTokenizer):
     """A model run by `vllm.LLM` in this process; implements the LanguageModel protocol."""
 
@@ -83,21 +120,19 @@ class VllmModel(ChatTokenizer):
                 seed=engine_seed(r.seed),
                 stop=list(r.stop),
                 skip_special_tokens=True,
+                **sampling_options(r),
             )
             for r in requests
         ]
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
         results = []
-        for output in outputs:
+        for r, output in zip(requests, outputs):
             samples = sorted(output.outputs, key=lambda o: o.index)
+            finished = [held_back(o.text, finish_reason(o.finish_reason, o.stop_reason), r.stop) for o in samples]
             results.append(
                 [
-                    Generation(
-                        text=o.text,
-                        finish_reason=finish_reason(o.finish_reason, o.stop_reason),
-                        tokens=len(o.token_ids),
-                    )
-                    for o in samples
+                    Generation(text=text, finish_reason=reason, tokens=len(o.token_ids))
+                    for (text, reason), o in zip(finished, samples)
                 ]
             )
             self.stats.generated_tokens += sum(len(o.token_ids) for o in samples)

@@ -29,7 +29,15 @@ class SearchConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     tau: float = Field(0.25, description="stop once the best score is under this")
-    max_steps: int = Field(10, ge=0, description="segments refined at most, in one greedy pass")
+    max_steps: int = Field(10, ge=0, description="segments refined at most in one greedy pass")
+    passes: int = Field(
+        1, ge=1, description="greedy passes over the segments; each after the first runs only if the last one gained"
+    )
+    order: Literal["sequential", "impact"] = Field(
+        "sequential",
+        description="'impact': refine first the segments whose removal raises z(0)'s score most "
+        "(one scoring of z(0) without each segment)",
+    )
     k: int = Field(2, ge=1, description="candidate rewrites sampled per segment")
     temperature: float = Field(0.8, ge=0)
     top_p: float = Field(0.85, gt=0, le=1)
@@ -51,6 +59,28 @@ class SearchConfig(BaseModel):
         "(above float32's own noise across batch shapes, measured in bench/NOTES.md)",
     )
     seed: int = 0
+    initial_retries: int = Field(
+        2,
+        ge=0,
+        description="a rejected z(0) (too short, one segment, unfinished) is sampled again with a new "
+        "seed at most this many times; every rejected one is stored with its reason",
+    )
+    refine_retries: int = Field(
+        1,
+        ge=0,
+        description="a step whose k rewrites are all unusable (unparsable or a copy) is sampled again "
+        "with a new seed at most this many times; every sample is stored",
+    )
+    min_refine_tokens: int = Field(16, ge=0, description="a rewrite cannot end before this many new tokens")
+    max_copied_tokens: int = Field(
+        8, ge=0, description="a rewrite repeats no run longer than this many tokens of its segment (0: no limit)"
+    )
+    max_repeated_tokens: int = Field(
+        12,
+        ge=0,
+        description="no generation (z(0) or rewrite) repeats a run longer than this many tokens of its own "
+        "text: a loop is cut where it starts (0: no limit; the transformers backend only)",
+    )
 
     def fingerprint(self) -> str:
         """12 hex characters that change whenever any search setting does."""

@@ -92,7 +92,7 @@ class OutcomeRecord:
 
     trajectory_id: str
     status: str  # completed | rejected
-    reason: str  # below_tau | pass_complete | too_short | unfinished_thinking | single_segment | context_overflow
+    reason: str  # below_tau | pass_complete | converged | too_short | unfinished_thinking | single_segment | context_overflow
     final_revision_id: str | None
     initial_score: float | None
     final_score: float | None

@@ -9,7 +9,7 @@ a sink before the next batch, so the store always holds the latest transition.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from reer.ids import stable_id
 from reer.kill_points import kill_point
@@ -88,6 +88,12 @@ class ItemSearch:
     _held: list[RevisionRecord] = field(default_factory=list)  # set-aside candidates, emitted with their step
     _opener: str = ""
     _opening: str = ""
+    _attempt: int = 0  # z(0) samples drawn before the current one (each rejected)
+    _drawn: tuple[int, int] = (0, 0)  # (step, rewrites sampled for it so far): resamples continue the numbering
+    _segment_index: int = 0  # the segment the current step rewrites
+    _order: list[int] | None = None  # the segments in the order each pass refines them; None until known
+    _ablating: bool = False  # waiting for the scores of z(0) with each segment left out (order "impact")
+    _accepted_steps: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         item, cfg = self.item, self.config
@@ -103,6 +109,8 @@ class ItemSearch:
                 max_new_tokens=cfg.max_initial_tokens,
                 seed=int(stable_id(item.seed, "initial"), 16),
                 stop=("</think>",),
+                min_new_tokens=cfg.min_thinking_tokens,  # no end of thinking before the shortest z(0) kept
+                max_repeated_tokens=cfg.max_repeated_tokens,
             )
         )
 
@@ -130,6 +138,8 @@ class ItemSearch:
     def on_scored(self, logprobs: list[list[float]]) -> list[Record]:
         if self.best is None:
             return self._on_initial_scored(logprobs[0])
+        if self._ablating:
+            return self._on_ablations_scored(logprobs)
         return self._on_candidates_scored(logprobs)
 
     def on_verified(self, logprobs: list[list[float]]) -> list[Record]:
@@ -154,6 +164,9 @@ class ItemSearch:
             record = self._candidates.pop()
             record.note = f"scoring z(0) needs {tokens[0]} tokens; the scorer reads {window}"
             return [record, self._finish("rejected", "context_overflow")]
+        if self._ablating:  # shorter than z(0), which fit; should one not, the pass runs in order
+            self._ablating, self._order = False, list(range(len(self.segments)))
+            return self._advance()
         return self._on_candidates_overflow(tokens, window)
 
     def _on_initial(self, g: Generation) -> list[Record]:
@@ -163,7 +176,7 @@ class ItemSearch:
             head, sep, _ = thinking.rpartition("\n\n")
             thinking = head.strip() if sep else thinking
         record = RevisionRecord(
-            revision_id=self._revision_id("initial", 0, None),
+            revision_id=self._revision_id("initial", 0, self._attempt or None),
             trajectory_id=self.item.trajectory_id,
             parent_id=None,
             kind="initial",
@@ -190,11 +203,31 @@ class ItemSearch:
             reason = "single_segment", "z(0) is a single segment: nothing to refine piece by piece"
         if reason:
             record.note = reason[1]
+            if self._attempt < self.config.initial_retries:
+                record.note += f"; sampled again with a new seed ({self._attempt + 1} of {self.config.initial_retries})"
+                self._attempt += 1
+                self.need = GenerationNeed(replace(self.need.request, seed=self._initial_seed()))
+                return [record]
             return [record, self._finish("rejected", reason[0])]
         self.original = list(self.segments)
         self._candidates = [record]
         self.need = ScoringNeed([self._score_request(thinking)])
         return []
+
+    def _initial_seed(self) -> int:
+        """The seed of z(0) sample `_attempt`: the first keeps the seed it always had."""
+        tag = ("initial", self._attempt) if self._attempt else ("initial",)
+        return int(stable_id(self.item.seed, *tag), 16)
+
+    def _refine_guards(self, index: int) -> dict:
+        """What keeps a rewrite of segment `index` usable: no early end, no copy of the segment at length."""
+        cfg = self.config
+        return {
+            "min_new_tokens": cfg.min_refine_tokens,
+            "copy_source": self.segments[index] if cfg.max_copied_tokens else "",
+            "max_copied_tokens": cfg.max_copied_tokens,
+            "max_repeated_tokens": cfg.max_repeated_tokens,
+        }
 
     def _on_initial_scored(self, logprobs: list[float]) -> list[Record]:
         record = self._candidates[0]
@@ -212,20 +245,30 @@ class ItemSearch:
         return [record, *self._advance()]
 
     def _advance(self) -> list[Record]:
-        """Move to the next segment, or finish."""
-        if self.best.score < self.config.tau:
-            return [self._finish("completed", "below_tau")]
-        index = self.step  # step s (1-based) refines segment s-1
-        if index >= min(self.config.max_steps, len(self.segments)):
-            return [self._finish("completed", "pass_complete")]
-        self.step += 1
+        """Move to the next segment (of this pass, or of the next one while passes gain), or finish."""
         cfg, item = self.config, self.item
+        if self.best.score < cfg.tau:
+            return [self._finish("completed", "below_tau")]
+        if self._order is None:
+            if cfg.order == "impact" and len(self.original) > 1:
+                return self._ablate()
+            self._order = list(range(len(self.segments)))
+        per_pass = min(cfg.max_steps, len(self._order))
+        if per_pass == 0 or self.step >= per_pass * cfg.passes:
+            return [self._finish("completed", "pass_complete")]
+        done_passes, position = divmod(self.step, per_pass)
+        if position == 0 and done_passes > 0 and not self._gained_in_pass(done_passes - 1, per_pass):
+            return [self._finish("completed", "converged")]
+        index = self._order[position]
+        self.step += 1
+        self._segment_index = index
         opening = kept_opening(self.segments[index], item.language)
         self._opening = opening
         self.need = GenerationNeed(
             GenerationRequest(
+                # The segments as they stand: in a first pass in order, those after `index` are still z(0)'s.
                 messages=refine_messages(
-                    item.query, item.full_reference, self.segments, index, self.original, item.language
+                    item.query, item.full_reference, self.segments, index, self.segments, item.language
                 ),
                 prefill=REFINE_OPEN + opening,
                 n=cfg.k,
@@ -236,15 +279,40 @@ class ItemSearch:
                 seed=int(stable_id(item.seed, "refine", self.step), 16),
                 # A rewrite is one paragraph: a blank line ends it as surely as the closing tag.
                 stop=(REFINE_CLOSE, "\n\n"),
+                **self._refine_guards(index),
             )
         )
         return []
 
+    def _gained_in_pass(self, pass_index: int, per_pass: int) -> bool:
+        return any(pass_index * per_pass < s <= (pass_index + 1) * per_pass for s in self._accepted_steps)
+
+    def _ablate(self) -> list[Record]:
+        """Score z(0) once without each of its segments: the order "impact" refines first what matters most."""
+        self._ablating = True
+        self.need = ScoringNeed(
+            [
+                self._score_request(join_segments(self.original[:j] + self.original[j + 1 :]))
+                for j in range(len(self.original))
+            ]
+        )
+        return []
+
+    def _on_ablations_scored(self, logprobs: list[list[float]]) -> list[Record]:
+        # Without a segment that matters the answer is harder to predict: the highest score comes first.
+        # z(0)'s segments, not the current ones, so a resumed search orders them as the first run did.
+        without = [score_logprobs(lps, self.config.clip_min).score for lps in logprobs]
+        self._ablating = False
+        self._order = sorted(range(len(without)), key=lambda j: (-without[j], j))
+        return self._advance()
+
     def _on_candidates(self, generations: list[Generation]) -> list[Record]:
-        index = self.step - 1
+        index = self._segment_index
         records: list[Record] = []
         self._candidates, self._copies = [], []
-        for c, g in enumerate(generations):
+        drawn = self._drawn[1] if self._drawn[0] == self.step else 0
+        self._drawn = (self.step, drawn + len(generations))
+        for c, g in enumerate(generations, start=drawn):
             text, why = parse_refined(self._opening, g.text, g.finish_reason)
             unchanged = text is not None and text.strip() == self.segments[index].strip()
             record = RevisionRecord(
@@ -277,6 +345,13 @@ class ItemSearch:
                 record.thinking_tokens = self.count_tokens(record.thinking)
                 self._candidates.append(record)
         if not self._candidates:
+            if self._drawn[1] < self.config.k * (1 + self.config.refine_retries):
+                # None usable: the step is sampled again with a new seed; what was unusable stays held
+                # with its reason and is stored with the step.
+                retry = self._drawn[1] // self.config.k
+                seed = int(stable_id(self.item.seed, "refine", self.step, retry), 16)
+                self.need = GenerationNeed(replace(self.need.request, seed=seed))
+                return records
             return self._release() + self._advance()
         self.need = ScoringNeed([self._score_request(r.thinking) for r in self._candidates])
         return records
@@ -362,6 +437,7 @@ class ItemSearch:
             self.segments[winner.segment_index] = winner.segment_text
             self.best = winner
             self.accepted_edits += 1
+            self._accepted_steps.append(winner.step)
         else:
             winner.note = (
                 f"not accepted: {gain:.6f} below the best in the scorer's dtype, {verified_gain:.6f} in float32, "
@@ -387,8 +463,11 @@ class ItemSearch:
         """
         search = cls(item, config, query_prompt, count_tokens, verifying)
         initial = next((r for r in stored if r.kind == "initial" and r.status == "scored"), None)
-        if initial is None:
-            return search, []  # nothing durable yet: start from z(0)
+        if initial is None:  # nothing scored yet: start from z(0), after the samples already rejected
+            search._attempt = sum(1 for r in stored if r.kind == "initial")
+            if search._attempt:
+                search.need = GenerationNeed(replace(search.need.request, seed=search._initial_seed()))
+            return search, []
         search.segments = segment(initial.thinking, config.min_segment_chars)
         search.original = list(search.segments)
         search.best, search.initial_score, search.initial_verified = initial, initial.score, initial.verified_score
@@ -396,6 +475,7 @@ class ItemSearch:
             search.segments[r.segment_index] = r.segment_text
             search.best = r
             search.accepted_edits += 1
+            search._accepted_steps.append(r.step)
         search.step = max(r.step for r in stored)
         return search, search._advance()
 

@@ -65,10 +65,13 @@ def test_every_revision_is_stored_with_its_score(finished_run):
     assert completed, "at least one real item must get through the search"
     for o in completed:
         mine = [r for r in revisions if r["trajectory_id"] == o["trajectory_id"]]
-        initial = [r for r in mine if r["kind"] == "initial"]
+        # a rejected z(0) is sampled again (search.initial_retries): one is scored, any before it kept rejected
+        initial = [r for r in mine if r["kind"] == "initial" and r["status"] != "rejected"]
         assert len(initial) == 1 and initial[0]["score"] is not None and initial[0]["accepted"]
         candidates = [r for r in mine if r["kind"] == "candidate"]
-        assert len(candidates) == SEARCH["k"] * o["steps"]  # every sampled candidate is a row
+        # every sampled candidate is a row: k per step, k more where none was usable (search.refine_retries)
+        per_step = [sum(1 for c in candidates if c["step"] == s) for s in {c["step"] for c in candidates}]
+        assert len(per_step) == o["steps"] and all(n in (SEARCH["k"], 2 * SEARCH["k"]) for n in per_step)
         for c in candidates:
             assert (c["status"] == "scored") == (c["score"] is not None)
             assert c["status"] in {"scored", "unparsable", "unchanged"}
@@ -162,6 +165,93 @@ def test_the_run_writes_its_report_names_its_flow_run_and_leaves_artifacts(finis
         flow_run.tags
     )
     assert {"reer-run-items", "reer-run-summary", "reer-run-report"} <= keys
+
+
+def forward_score(model, query: str, reference: str, thinking: str):
+    """The answer's Score after `thinking`, by one plain forward of the whole sequence (no batching, no sharing)."""
+    split = split_reference(reference)
+    context = model.encode(scoring_context(model.render_chat([("user", query)]), thinking, split))
+    target = model.encode(split.target)
+    with torch.inference_mode():
+        logits = model.model(torch.tensor([context + target])).logits[0].float()
+    logprobs = torch.log_softmax(logits, -1)
+    return score_logprobs([logprobs[len(context) - 1 + j, t].item() for j, t in enumerate(target)])
+
+
+CONTROL_ROWS = """
+    SELECT c.trajectory_id, c.kind, c.donor_trajectory_id, c.score, c.nll, c.scored_tokens, c.dtype, c.note
+    FROM controls c ORDER BY c.trajectory_id, c.kind"""
+
+
+def test_controls_are_stored_for_every_completed_trajectory_and_equal_a_full_recompute(finished_run, fp32_model):
+    summary, con, _ = finished_run
+    items = {
+        r["trajectory_id"]: r
+        for r in dict_rows(
+            con,
+            """SELECT t.trajectory_id, x.query, x.reference, v.thinking, o.final_verified_score
+               FROM trajectories t JOIN outcomes o USING (trajectory_id) JOIN examples x USING (example_id)
+               JOIN revisions v ON v.revision_id = o.final_revision_id
+               WHERE o.status = 'completed'""",
+        )
+    }
+    controls = dict_rows(con, CONTROL_ROWS)
+    assert items, "no completed trajectory: nothing to control"
+    ordered = sorted(items)
+    donors = {t: ordered[(n + 1) % len(ordered)] for n, t in enumerate(ordered)} if len(ordered) > 1 else {}
+    # A float32 run stores verified scores with its outcomes: only the two controls, each item once per kind.
+    expected = {(t, "no_thinking", None) for t in items} | {(t, "other_thinking", d) for t, d in donors.items()}
+    assert {(c["trajectory_id"], c["kind"], c["donor_trajectory_id"]) for c in controls} == expected
+    for c in controls:
+        item = items[c["trajectory_id"]]
+        thinking = "" if c["kind"] == "no_thinking" else items[c["donor_trajectory_id"]]["thinking"]
+        recomputed = forward_score(fp32_model, item["query"], item["reference"], thinking)
+        assert c["dtype"] == "float32" and c["note"] is None
+        assert c["score"] == pytest.approx(recomputed.score, abs=1e-4)
+        assert c["nll"] == pytest.approx(recomputed.nll, abs=1e-4)
+        assert c["scored_tokens"] == recomputed.tokens
+    view = {r["trajectory_id"]: r for r in dict_rows(con, "SELECT * FROM trajectory_controls")}
+    for t, item in items.items():
+        final = forward_score(fp32_model, item["query"], item["reference"], item["thinking"]).score
+        assert view[t]["final_score"] == pytest.approx(final, abs=1e-4)
+        no_thinking = forward_score(fp32_model, item["query"], item["reference"], "").score
+        assert view[t]["thinking_gain"] == pytest.approx(no_thinking - final, abs=2e-4)
+    # Validation read them: both checks hold each completed trajectory, with the gain as observed.
+    checks = dict_rows(con, "SELECT * FROM checks WHERE check_name IN ('beats_no_thinking', 'beats_other_thinking')")
+    observed = {(r["trajectory_id"], r["check_name"]): r["observed"] for r in checks}
+    for t in items:
+        assert observed[t, "beats_no_thinking"] == pytest.approx(view[t]["thinking_gain"])
+        assert observed[t, "beats_other_thinking"] == (
+            None if t not in donors else pytest.approx(view[t]["specificity"])
+        )
+
+
+def test_reer_eval_on_the_stored_run_gives_the_same_rows(finished_run, tmp_path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    summary, con, _ = finished_run
+    stored = dict_rows(con, CONTROL_ROWS)
+    copy = tmp_path / "copy.duckdb"
+    shutil.copy(summary.db, copy)
+    with duckdb.connect(str(copy)) as writer:  # eval must compute them, not find them
+        writer.execute("DELETE FROM controls")
+    env = {**os.environ, "REER_HOME": str(HOME)}  # the default bf16 setting: eval loads the float32 copy
+    done = subprocess.run(
+        [sys.executable, "-m", "reer.cli", "eval", "--db", str(copy)], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert "scoring " in done.stderr and "one batched call" in done.stderr and "Traceback" not in done.stderr
+    assert f"controls of run {summary.run_id}" in done.stdout and "thinking gain over no thinking: mean" in done.stdout
+    again = dict_rows(duckdb.connect(str(copy), read_only=True), CONTROL_ROWS)
+    assert [(r["trajectory_id"], r["kind"], r["donor_trajectory_id"]) for r in again] == [
+        (r["trajectory_id"], r["kind"], r["donor_trajectory_id"]) for r in stored
+    ]
+    for mine, theirs in zip(again, stored):
+        assert mine["score"] == pytest.approx(theirs["score"], abs=1e-5)
+        assert mine["scored_tokens"] == theirs["scored_tokens"] and mine["dtype"] == "float32"
 
 
 def test_a_second_run_skips_finished_trajectories(finished_run, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import duckdb
 import pytest
 
@@ -68,6 +70,45 @@ def assert_generation_behaves(model) -> None:
     assert cut.finish_reason == "stop" and "five" not in cut.text and "four" in cut.text
 
 
+def longest_shared_run(a: list[str], b: list[str]) -> int:
+    """The longest run of words `a` and `b` share."""
+    best = 0
+    for i in range(len(a)):
+        for j in range(len(b)):
+            n = 0
+            while i + n < len(a) and j + n < len(b) and a[i + n] == b[j + n]:
+                n += 1
+            best = max(best, n)
+    return best
+
+
+def assert_guards_behave(model) -> None:
+    """The k samples of a request are independent draws (temperature 2.0: vLLM allows no more); min_new_tokens holds back the end of the turn;
+    the copy guard keeps a sample from handing its source back."""
+    flat = GenerationRequest(
+        messages=(("user", "Write anything."),), n=4, max_new_tokens=6, seed=5, temperature=2.0, top_p=1.0
+    )
+    assert len({g.text for g in model.generate([flat])[0]}) == 4
+    ask = GenerationRequest(
+        messages=(("user", "Answer with one word: what colour is the sky?"),), temperature=0.0, max_new_tokens=40
+    )
+    (short,) = model.generate([ask])[0]
+    assert short.finish_reason == "eos" and short.tokens < 12
+    (held,) = model.generate([replace(ask, min_new_tokens=12)])[0]
+    assert held.tokens >= 12
+    source = "The lighthouse keeper counts the ships at night and writes their names in a small blue book."
+    copy = GenerationRequest(
+        messages=(("user", f"Repeat this sentence exactly:\n{source}"),),
+        prefill="The lighthouse keeper",
+        temperature=0.0,
+        max_new_tokens=30,
+        stop=("\n",),
+    )
+    (guarded,) = model.generate([replace(copy, copy_source=source, max_copied_tokens=4)])[0]
+    # vLLM's bad_words see only the generated tokens: the pre-filled three words may start a run
+    assert longest_shared_run(("The lighthouse keeper" + guarded.text).split(), source.split()) <= 7
+
+
 def run_options(tmp, **backends) -> dict:
     """synthesize() options for a small fp32 run in `tmp` with the given backend settings."""
     return {
@@ -96,10 +137,13 @@ def assert_every_revision_stored(db: str, reference) -> None:
         assert completed, "at least one real item must get through the search"
         for o in completed:
             mine = [r for r in revisions if r["trajectory_id"] == o["trajectory_id"]]
-            initial = [r for r in mine if r["kind"] == "initial"]
+            # a rejected z(0) is sampled again (search.initial_retries): one is scored, any before it kept rejected
+            initial = [r for r in mine if r["kind"] == "initial" and r["status"] != "rejected"]
             assert len(initial) == 1 and initial[0]["score"] is not None and initial[0]["accepted"]
             candidates = [r for r in mine if r["kind"] == "candidate"]
-            assert len(candidates) == SEARCH["k"] * o["steps"]
+            # every sampled candidate is a row: k per step, k more where none was usable (search.refine_retries)
+            per_step = [sum(1 for c in candidates if c["step"] == s) for s in {c["step"] for c in candidates}]
+            assert len(per_step) == o["steps"] and all(n in (SEARCH["k"], 2 * SEARCH["k"]) for n in per_step)
             assert all((c["status"] == "scored") == (c["score"] is not None) for c in candidates)
             assert o["final_score"] <= o["initial_score"]
             assert min(r["score"] for r in mine if r["accepted"]) == pytest.approx(o["final_score"])

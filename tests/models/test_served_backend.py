@@ -22,6 +22,7 @@ from tests.conftest import HOME, dict_rows, short_eqbench_items
 from tests.models.backend_checks import (
     assert_every_revision_stored,
     assert_generation_behaves,
+    assert_guards_behave,
     assert_scores_match,
     run_options,
 )
@@ -64,6 +65,7 @@ class ScriptedServer:
         delay: float = 0.0,
     ) -> None:
         self.script, self.hang, self.posts = list(script), hang, 0
+        self.bodies: list[dict] = []  # every POST's JSON body, in order
         self.default, self.delay = default, delay
         lock = threading.Lock()
         self.model = model or {"id": "SmolLM2-135M-Instruct", "max_model_len": 8192}  # its /v1/models entry
@@ -80,9 +82,10 @@ class ScriptedServer:
                 self._answer(200, {"data": [owner.model]})
 
             def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with lock:  # requests arrive on several threads at once
                     owner.posts += 1
+                    owner.bodies.append(json.loads(body or b"{}"))
                     if owner.hang:
                         answer = None
                     else:
@@ -108,6 +111,28 @@ def prompt_logprobs_answer(ids: list[int]) -> dict:
             {"index": 0, "text": "", "prompt_logprobs": [None] + [{str(t): {"logprob": -1.0}} for t in ids[1:]]}
         ]
     }
+
+
+def test_the_guards_reach_the_server_and_an_early_stop_string_is_cut():
+    """min_new_tokens goes as `min_tokens`, the copy guard as `bad_words`; vLLM lets a stop string
+    through before min_tokens, and the client cuts the text there."""
+    choice = {"index": 0, "text": "short </think> and on", "finish_reason": "length", "token_ids": [1, 2, 3, 4]}
+    server = ScriptedServer([(200, {"choices": [choice]})])
+    try:
+        request = GenerationRequest(
+            messages=(("user", "x"),),
+            max_new_tokens=50,
+            min_new_tokens=20,
+            stop=("</think>",),
+            copy_source="one two three four five six seven eight",
+            max_copied_tokens=4,
+        )
+        (generation,) = served(server.url).generate([request])[0]
+    finally:
+        server.close()
+    (body,) = server.bodies
+    assert body["min_tokens"] == 20 and body["bad_words"][0] == "one two three four"
+    assert generation.text == "short " and generation.finish_reason == "stop"
 
 
 def test_5xx_answers_are_retried_with_backoff_then_succeed():
@@ -227,6 +252,7 @@ def test_served_scores_equal_the_transformers_fp32_scores(real_url, fp32_model):
 @needs_server
 def test_served_samples_follow_their_seed_and_stop_strings(real_url):
     assert_generation_behaves(served(real_url))
+    assert_guards_behave(served(real_url))
 
 
 @pytest.mark.vllm

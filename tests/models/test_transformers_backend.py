@@ -1,9 +1,12 @@
 """The transformers backend with the real shipped model (fp32): scores and sampling."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from reer.models.base import GenerationRequest, ScoreRequest
+from tests.models.backend_checks import longest_shared_run
 
 pytestmark = pytest.mark.model
 
@@ -69,6 +72,53 @@ def test_generation_stops_at_a_stop_string_and_cuts_it(fp32_model):
     )
     (g,) = fp32_model.generate([request])[0]
     assert g.finish_reason == "stop" and "five" not in g.text and "four" in g.text
+
+
+def test_the_k_samples_of_a_request_are_independent_draws(fp32_model):
+    """Each sample has its own generator (seeded from the request's seed and its index, as vLLM gives
+    child i seed + i): on a flat distribution the samples of one request all differ."""
+    flat = GenerationRequest(
+        messages=(("user", "Write anything."),), n=4, max_new_tokens=6, seed=5, temperature=5.0, top_p=1.0
+    )
+    texts = [g.text for g in fp32_model.generate([flat])[0]]
+    assert len(set(texts)) == 4
+
+
+def test_min_new_tokens_holds_back_the_end_of_turn_and_the_stop_string(fp32_model):
+    ask = GenerationRequest(
+        messages=(("user", "Answer with one word: what colour is the sky?"),), temperature=0.0, max_new_tokens=40
+    )
+    (short,) = fp32_model.generate([ask])[0]
+    assert short.finish_reason == "eos" and short.tokens < 12
+    (held,) = fp32_model.generate([replace(ask, min_new_tokens=12)])[0]
+    assert held.tokens >= 12
+    counting = GenerationRequest(
+        messages=(("user", "Count from one to ten in words, separated by commas."),),
+        prefill="one, two,",
+        temperature=0.0,
+        max_new_tokens=40,
+        stop=("four",),
+    )
+    (early,) = fp32_model.generate([counting])[0]
+    assert early.finish_reason == "stop" and early.tokens < 6
+    (later,) = fp32_model.generate([replace(counting, min_new_tokens=10)])[0]
+    assert later.tokens >= 10 and "four" not in later.text[: len(early.text) + 1]
+
+
+def test_a_copy_guard_keeps_a_sample_from_repeating_its_source_at_length(fp32_model):
+    source = "The lighthouse keeper counts the ships at night and writes their names in a small blue book."
+    ask = GenerationRequest(
+        messages=(("user", f"Repeat this sentence exactly:\n{source}"),),
+        prefill="The lighthouse keeper",
+        temperature=0.0,
+        max_new_tokens=30,
+        stop=("\n",),
+    )
+    (copy,) = fp32_model.generate([ask])[0]
+    assert ("The lighthouse keeper" + copy.text).strip().startswith(source[:60])  # unguarded, it copies
+    (guarded,) = fp32_model.generate([replace(ask, copy_source=source, max_copied_tokens=4)])[0]
+    words = ("The lighthouse keeper" + guarded.text).split()
+    assert longest_shared_run(words, source.split()) <= 4
 
 
 def test_nucleus_sampling_draws_each_token_at_its_renormalized_probability():

@@ -15,6 +15,7 @@ from tests.conftest import HOME, short_eqbench_items
 from tests.models.backend_checks import (
     assert_every_revision_stored,
     assert_generation_behaves,
+    assert_guards_behave,
     assert_scores_match,
     run_options,
 )
@@ -52,6 +53,10 @@ def test_scores_equal_the_transformers_fp32_scores(vllm_model, fp32_model):
 
 def test_samples_follow_their_seed_and_stop_strings(vllm_model):
     assert_generation_behaves(vllm_model)
+
+
+def test_samples_are_independent_and_the_guards_hold(vllm_model):
+    assert_guards_behave(vllm_model)
 
 
 def test_search_on_two_real_items_stores_every_revision(vllm_model, fp32_model, tmp_path):

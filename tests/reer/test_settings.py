@@ -179,6 +179,8 @@ def test_backend_label_is_one_name_or_each_roles():
 CHANGED = {
     "tau": 0.3,
     "max_steps": 11,
+    "passes": 2,
+    "order": "impact",
     "k": 3,
     "temperature": 0.7,
     "top_p": 0.9,
@@ -191,6 +193,11 @@ CHANGED = {
     "clip_min": -3.0,
     "accept_margin": 1e-4,
     "seed": 1,
+    "initial_retries": 1,
+    "refine_retries": 2,
+    "min_refine_tokens": 17,
+    "max_copied_tokens": 9,
+    "max_repeated_tokens": 13,
 }
 
 

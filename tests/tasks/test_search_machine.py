@@ -106,7 +106,8 @@ def test_unparsable_candidates_are_kept_with_their_reason_and_skipped():
     model = ScriptedModel(lambda seed, i: Generation(" never closes", "length", 160))
     records = run(search, model)
     unparsable = [r for r in records if isinstance(r, RevisionRecord) and r.status == "unparsable"]
-    assert len(unparsable) == 6 and all(r.note == "no closing tag before the token limit" for r in unparsable)
+    # k=2 per step, each step sampled once more when none is usable: 3 steps x 4 samples, all stored
+    assert len(unparsable) == 12 and all(r.note == "no closing tag before the token limit" for r in unparsable)
     (outcome,) = [r for r in records if isinstance(r, OutcomeRecord)]
     assert outcome.final_score == outcome.initial_score and outcome.accepted_edits == 0
 
@@ -544,3 +545,75 @@ def test_an_overflowing_item_is_stored_with_its_outcome_and_its_reject(tmp_path)
         {"stage": "search", "reason": "context_overflow", "detail": outcome[0]["note"], "trajectory_id": "long"}
     ]
     assert outcome[0]["note"].endswith("the generator reads 600")
+
+
+# -- unusable samples are sampled again within a budget, and every one is stored ---------------
+
+
+def test_a_short_z0_is_sampled_again_with_a_new_seed_and_every_sample_is_stored():
+    search, _ = make_search(SearchConfig(min_thinking_tokens=10))
+    first_seed = search.need.request.seed
+    assert search.need.request.min_new_tokens == 10  # no end of thinking before the shortest z(0) kept
+    records = search.on_generated([Generation(" too short", "stop", 3)])
+    (rejected,) = records
+    assert rejected.status == "rejected" and rejected.kind == "initial"
+    assert rejected.note.startswith("z(0) has") and rejected.note.endswith("sampled again with a new seed (1 of 2)")
+    assert isinstance(search.need, GenerationNeed) and search.need.request.seed != first_seed
+    assert not search.done
+    search.on_generated([Generation(" " + "\n\n".join(PARAS), "stop", 120)])
+    assert isinstance(search.need, ScoringNeed)  # the second sample is searched
+    search.on_scored(scored_as(1.5))
+    assert search.best.revision_id not in {rejected.revision_id} and search.best.status == "scored"
+
+
+def test_z0_retries_end_in_a_rejection_with_each_sample_stored_under_its_own_id():
+    search, model = make_search(SearchConfig(min_thinking_tokens=10, initial_retries=2))
+    model.generate = lambda requests: [[Generation(" one paragraph only, " * 10, "stop", 60)] for _ in requests]
+    records = run(search, model)
+    initial = [r for r in records if isinstance(r, RevisionRecord)]
+    (outcome,) = [r for r in records if isinstance(r, OutcomeRecord)]
+    assert len(initial) == 3 and len({r.revision_id for r in initial}) == 3
+    assert all(r.status == "rejected" and "single segment" in r.note for r in initial)
+    assert outcome.status == "rejected" and outcome.reason == "single_segment"
+    none, _ = make_search(SearchConfig(min_thinking_tokens=10, initial_retries=0))
+    none.on_generated([Generation(" one paragraph only, " * 10, "stop", 60)])
+    assert none.done
+
+
+def test_a_search_resumed_after_a_rejected_z0_draws_the_next_sample():
+    search, _ = make_search()
+    (rejected,) = search.on_generated([Generation(" too short", "stop", 3)])
+    retry_seed = search.need.request.seed
+    fresh, _ = make_search()
+    resumed, records = ItemSearch.resume(fresh.item, fresh.config, fresh.query_prompt, fresh.count_tokens, [rejected])
+    assert records == [] and resumed.need.request.seed == retry_seed and resumed._attempt == 1
+    (again,) = resumed.on_generated([Generation(" too short", "stop", 3)])
+    assert again.revision_id != rejected.revision_id  # a second stored row, not a clash with the first
+
+
+def test_a_step_with_no_usable_rewrite_is_sampled_again_once_and_all_its_samples_stored():
+    search = at_first_step()
+    request = search.need.request
+    assert request.min_new_tokens == 16 and request.max_copied_tokens == 8
+    assert request.copy_source == search.segments[0]
+    assert search.on_generated([Generation(" x", "eos", 1), Generation(" y", "eos", 1)]) == []
+    assert isinstance(search.need, GenerationNeed) and search.need.request.seed != request.seed
+    search.on_generated([Generation(" GOOD a new rewrite " + "x" * 30, "stop", 20), Generation(" z", "eos", 1)])
+    assert isinstance(search.need, ScoringNeed) and len(search.need.requests) == 1
+    records = [r for r in search.on_scored(scored_as(1.2)) if isinstance(r, RevisionRecord)]
+    assert sorted(r.candidate_index for r in records) == [0, 1, 2, 3]
+    assert len({r.revision_id for r in records}) == 4
+    assert [r.status for r in sorted(records, key=lambda r: r.candidate_index)] == [
+        "unparsable",
+        "unparsable",
+        "scored",
+        "unparsable",
+    ]
+
+
+def test_a_step_still_unusable_after_its_retries_moves_on():
+    search = at_first_step()
+    search.on_generated([Generation(" x", "eos", 1)] * 2)
+    records = search.on_generated([Generation(" y", "eos", 1)] * 2)
+    assert [r.candidate_index for r in records if isinstance(r, RevisionRecord)] == [0, 1, 2, 3]
+    assert search.step == 2  # the next segment's step
