@@ -80,13 +80,24 @@ def run_strategy(examples, generator, scorer, config: SearchConfig) -> tuple[lis
     before = (generator.stats.generated_tokens, scorer.stats.scored_tokens)
     records: list = []
     start = time.perf_counter()
-    drive(searches, generator, scorer, records.extend, generation_rows=32)
+    drive(
+        searches,
+        generator,
+        scorer,
+        records.extend,
+        generation_rows=32,
+        on_batch=lambda done, total: print(f"  {config_label(config)}: {done}/{total} items", flush=True),
+    )
     seconds = time.perf_counter() - start
     spent = {
         "generated": generator.stats.generated_tokens - before[0],
         "scored": scorer.stats.scored_tokens - before[1],
     }
     return searches, records, spent, seconds
+
+
+def config_label(config: SearchConfig) -> str:
+    return f"k={config.k} passes={config.passes} order={config.order}"
 
 
 def controls(searches, scorer, clip_min: float) -> dict[str, dict]:
@@ -211,13 +222,17 @@ def main() -> None:
         )
         result["strategies"][name] = {"settings": STRATEGIES[name], **row}
         print(name, json.dumps(row), flush=True)
+        write(result)  # after every strategy: an hour-long run cut short keeps what it measured
+
+
+def write(result: dict) -> None:
+    """bench/search.json (with the default strategy's headline figures) and bench/SEARCH.md."""
     paper = result["strategies"].get("paper")
     if paper:
         keys = ("z0_rejected_share", "usable_candidate_share", "beats_z0_share", "beats_controls_share")
         result["default"] = {"strategy": "paper", **{k: paper[k] for k in keys}}
     (HERE / "search.json").write_text(json.dumps(result, indent=2) + "\n")
     (HERE / "SEARCH.md").write_text(render(result))
-    print(render(result))
 
 
 if __name__ == "__main__":
