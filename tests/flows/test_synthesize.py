@@ -274,7 +274,8 @@ NOTE = {
     "query": "Write a short note about the sea.",
     "reference": "The sea was grey. " * 8 + "\n\n" + "It calmed. " * 12,
 }
-TINY = dict(max_initial_tokens=48, max_steps=1, k=1, seed=1)  # one short z(0): too short, so rejected at once
+# One short z(0): too short, and with no redraw rejected at once.
+TINY = dict(max_initial_tokens=48, max_steps=1, k=1, seed=1, initial_retries=0)
 
 
 def linked_copy(folder: Path, into: Path, config: dict | None = None) -> Path:
