@@ -199,6 +199,9 @@ def render(result: dict) -> str:
     ]
     for name, r in rows.items():
         lines.append(f"| {name} | " + " | ".join(cell(r[key], fmt) for _, key, fmt in columns) + " |")
+    missing = [name for name in STRATEGIES if name not in rows]
+    if missing:
+        lines += ["", f"Not measured in this run: {', '.join(missing)}."]
     return "\n".join(lines) + "\n"
 
 
