@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from bench import SHARED_DATA
+
 PRIME = (1 << 31) - 1  # the hand-written MinHash's modulus
 
 
@@ -35,8 +36,8 @@ def real_texts() -> list[str]:
     """Every prompt and answer of the shared data, in a fixed order (404 texts, English and Chinese)."""
     fields = {"hellobench_heuristic_text_generation": "instruction", "longbench_write": "prompt"}
     fields["hellobench_heuristic_text_generation_claude35_responses"] = "response"
-    texts = [json.loads(line)[f] for name, f in fields.items() for line in (DATA / f"{name}.jsonl").open()]
-    eq = json.loads((DATA / "eqbench_creative_writing_prompts.json").read_text(encoding="utf-8")).values()
+    texts = [json.loads(line)[f] for name, f in fields.items() for line in (SHARED_DATA / f"{name}.jsonl").open()]
+    eq = json.loads((SHARED_DATA / "eqbench_creative_writing_prompts.json").read_text(encoding="utf-8")).values()
     return texts + [r[f] for r in eq for f in ("writing_prompt", "reference_output")]
 
 
@@ -346,7 +347,9 @@ def bad_input_probe(folder: Path) -> None:
 
 def readers_section(folder: Path, records: int) -> None:
     print("\n== readers: whole file to Python records; ratio to hand (tasks/readers.read_raw)")
-    real = [json.loads(line) for line in (DATA / "hellobench_heuristic_text_generation.jsonl").open(encoding="utf-8")]
+    real = [
+        json.loads(line) for line in (SHARED_DATA / "hellobench_heuristic_text_generation.jsonl").open(encoding="utf-8")
+    ]
     real = [{k: v if isinstance(v, str | int) else json.dumps(v) for k, v in r.items()} for r in real]
     texts = synthetic_texts(records, 600)
     synthetic = [{"query": t[:160], "reference": t} for t in texts]

@@ -17,6 +17,7 @@ import statistics
 import time
 from pathlib import Path
 
+from bench import SHARED_DATA
 from reer.models.loading import load_model
 from reer.settings import SearchConfig, Settings
 from reer.tasks.controls import derangement, score_request
@@ -26,7 +27,6 @@ from reer.tasks.search import ItemSearch, SearchItem, drive
 from reer.tasks.sources import read_source
 
 HERE = Path(__file__).parent
-SHARED = HERE.parent.parent / "shared" / "data"
 # Real pairs with human or model-written references, never the bundled sample.
 SOURCES = ("hellobench_heuristic_text_generation_claude35_responses.jsonl", "eqbench_creative_writing_prompts.json")
 REFERENCE_CHARS = 1500  # references cut at a paragraph end past this, to keep a CPU run to minutes
@@ -44,7 +44,7 @@ def real_pairs(count: int) -> list[Example]:
     """`count` English pairs, alternating between the sources, each reference cut to whole paragraphs."""
     per_source = []
     for name in SOURCES:
-        path = SHARED / name
+        path = SHARED_DATA / name
         if not path.exists():
             raise SystemExit(f"bench.search needs {path}: the real data beside the repository (shared/data)")
         examples = [e for e in read_source(path) if isinstance(e, Example) and e.language == "en"]

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from collections import Counter
 from difflib import SequenceMatcher
 from pathlib import Path
 
+from bench import SHARED_DATA
 from reer.settings import ModelSpec, SearchConfig
 
-SHARED = Path(os.environ.get("REER_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 SOURCES = (
     ("hellobench_heuristic_text_generation.jsonl", 5),  # joined to the Claude 3.5 answers by id
     ("eqbench_creative_writing_prompts.json", 5),
@@ -38,7 +37,7 @@ def fixed_examples(count: int):
     picked = []
     share = max(1, count // len(SOURCES))
     for name, _ in SOURCES:
-        taken = [e for e in read_source(SHARED / name) if isinstance(e, Example)][:share]
+        taken = [e for e in read_source(SHARED_DATA / name) if isinstance(e, Example)][:share]
         picked.extend(taken)
     return picked[:count]
 
