@@ -178,6 +178,9 @@ class TransformersModel(ChatTokenizer):
         for r, (i, _) in enumerate(samples):
             if penalize:
                 seen[r, prompts[i]] = True
+                # The penalty is for content: the chat template puts EOS in every prompt and the
+                # instructions name the stop string, and penalizing those keeps a sample from ending.
+                seen[r, self._ending_tokens(reqs[r].stop)] = False
         produced: list[list[int]] = [[] for _ in range(b)]
         finish: list[str | None] = [None] * b
         guards = [self._guard(req, prompts[i]) for req, (i, _) in zip(reqs, samples)]
@@ -223,7 +226,7 @@ class TransformersModel(ChatTokenizer):
         """What one sample of `request` may not draw, and until when (see SampleGuard)."""
         held = []
         if request.min_new_tokens > 0:
-            held = sorted(set(self.eos_ids).union(*(self._stop_starts(s) for s in request.stop)))
+            held = self._ending_tokens(request.stop)
         grams: dict[tuple[int, ...], list[int]] = {}
         m = request.max_copied_tokens
         if m > 0 and request.copy_source:
@@ -233,6 +236,10 @@ class TransformersModel(ChatTokenizer):
         return SampleGuard(
             request.min_new_tokens, held, m, grams, prompt[-m:] if m > 0 else [], request.max_repeated_tokens
         )
+
+    def _ending_tokens(self, stops: tuple[str, ...]) -> list[int]:
+        """EOS and every token that could start one of `stops`."""
+        return sorted(set(self.eos_ids).union(*(self._stop_starts(s) for s in stops)))
 
     def _stop_starts(self, stop: str) -> set[int]:
         """Every token whose text holds `stop` or ends with a beginning of it: a stop string starts with one."""

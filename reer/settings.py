@@ -41,7 +41,9 @@ class SearchConfig(BaseModel):
     k: int = Field(2, ge=1, description="candidate rewrites sampled per segment")
     temperature: float = Field(0.8, ge=0)
     top_p: float = Field(0.85, gt=0, le=1)
-    repetition_penalty: float = Field(1.0, ge=1.0, description="discourage repeats (small models loop)")
+    repetition_penalty: float = Field(
+        1.1, ge=1.0, description="shrink the logits of tokens already seen (the shipped 135M model loops without)"
+    )
     max_initial_tokens: int = Field(384, ge=16, description="token limit for z(0) (sized for the CPU model)")
     max_refine_tokens: int = Field(160, ge=16, description="token limit for one rewritten segment")
     on_unfinished: Literal["trim", "reject"] = Field(
@@ -104,7 +106,7 @@ class QualityConfig(BaseModel):
     max_thinking_tokens: int = Field(4096, ge=1, description="tokens in the final thinking, at most")
     max_copied_span: int = Field(12, ge=1, description="longest run of units the thinking shares with the answer")
     min_relative_improvement: float = Field(
-        0.01, description="(initial - final) / initial score, for trajectories the search worked on"
+        0.001, description="(initial - final) / initial score, for trajectories the search worked on"
     )
     min_reflection_cues: int = Field(1, ge=0, description="reflection cues in the thinking, at least")
     max_same_cue: int = Field(2, ge=1, description="uses of any one reflection cue, at most")

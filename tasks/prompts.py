@@ -58,11 +58,13 @@ THINKING AFTER IT:
 {after}
 
 Compare paragraph {number} with the finished piece. What does it miss about the reader, the content, the shape or the wording that the piece actually ends up using? Rewrite paragraph {number} so that it leads more naturally to the finished piece. Keep its opening words and the way it links to the thinking around it, stay in the first person, keep a natural second thought where one fits, and do not copy sentences from the piece. Write only the new paragraph {number}, between <refined> and </refined>.""",
+    # Each opener opens with a reflection cue: the shipped 135M model almost never writes one of
+    # its own (bench/initial.json), and the kept opening words carry it through every rewrite.
     openers=(
-        "Okay, so the request is",
-        "Alright, I need to write",
-        "Let me see. The user wants",
-        "Right, this one asks for",
+        "Hmm, so the request is",
+        "Let me think. I need to write",
+        "Hmm, let me see. The user wants",
+        "Let me think about this. It asks for",
     ),
     cues=('"Hmm, maybe..."', '"Wait, that feels..."', '"Let me think..."', '"But then again..."', '"Or perhaps..."'),
     kept_words=4,
@@ -96,7 +98,7 @@ CHINESE = PromptSet(
 {after}
 
 把第 {number} 段和已完成的作品对照：关于读者、内容、结构或措辞，它漏掉了作品最终用到的哪些东西？请重写第 {number} 段，让它更自然地引向这篇作品。保留它开头的几个字以及与前后思考的衔接，继续用第一人称，合适的地方保留一处自然的转念，不要照抄作品里的句子。只写新的第 {number} 段，放在 <refined> 和 </refined> 之间。""",
-    openers=("好的，用户想要", "嗯，这次的任务是", "我先想想，这篇要写", "好，先看看要求："),
+    openers=("嗯，用户想要", "嗯，这次的任务是", "让我想想，这篇要写", "让我想想。先看看要求："),
     cues=("“嗯，也许……”", "“等等，这样好像……”", "“让我想想……”", "“不过话说回来……”", "“或者……”"),
     kept_words=6,
 )

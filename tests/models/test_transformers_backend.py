@@ -74,6 +74,20 @@ def test_generation_stops_at_a_stop_string_and_cuts_it(fp32_model):
     assert g.finish_reason == "stop" and "five" not in g.text and "four" in g.text
 
 
+def test_the_repetition_penalty_spares_the_tokens_that_end_a_sample(fp32_model):
+    # EOS is in every chat prompt and the stop string is named in this one: penalized as seen
+    # tokens, they kept this greedy answer going to the token limit (measured before the exemption).
+    request = GenerationRequest(
+        messages=(("user", "Say the word yes, then stop. Write DONE when you are done."),),
+        temperature=0.0,
+        max_new_tokens=24,
+        repetition_penalty=1.5,
+        stop=("DONE",),
+    )
+    (g,) = fp32_model.generate([request])[0]
+    assert g.finish_reason in ("eos", "stop") and g.tokens < 24
+
+
 def test_the_k_samples_of_a_request_are_independent_draws(fp32_model):
     """Each sample has its own generator (seeded from the request's seed and its index, as vLLM gives
     child i seed + i): on a flat distribution the samples of one request all differ."""

@@ -184,7 +184,7 @@ CHANGED = {
     "k": 3,
     "temperature": 0.7,
     "top_p": 0.9,
-    "repetition_penalty": 1.1,
+    "repetition_penalty": 1.2,
     "max_initial_tokens": 385,
     "max_refine_tokens": 161,
     "on_unfinished": "reject",

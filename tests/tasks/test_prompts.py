@@ -1,5 +1,6 @@
 from reer.tasks.prompts import (
     PROMPT_VERSION,
+    PROMPTS,
     detect_language,
     initial_messages,
     kept_opening,
@@ -7,6 +8,7 @@ from reer.tasks.prompts import (
     pick_opener,
     refine_messages,
 )
+from reer.tasks.quality import cue_counts
 
 
 def test_detects_chinese_and_english():
@@ -29,6 +31,17 @@ def test_initial_prompt_holds_query_and_reference():
 def test_opener_depends_only_on_seed():
     assert pick_opener("en", 7) == pick_opener("en", 7)
     assert len({pick_opener("en", s) for s in range(50)}) > 1
+
+
+def test_every_opener_carries_a_reflection_cue_that_survives_a_rewrite_of_its_paragraph():
+    # The reflection_cues check counts what the prompts' cues open with; the opener pre-fills
+    # one into every z(0), and the rewrite of the first paragraph keeps its opening words.
+    for language, prompts in PROMPTS.items():
+        for opener in prompts.openers:
+            paragraph = opener + (
+                " 的故事，读者是孩子。" * 3 if language == "zh" else " a story for a child, short and warm."
+            )
+            assert sum(cue_counts(kept_opening(paragraph, language), language).values()) == 1, opener
 
 
 def test_refine_prompt_shows_refined_before_and_original_after():

@@ -119,7 +119,7 @@ OUTPUT_BREAKS = {
     "answer_copy": ({"thinking": THINKING_B + " I picture it opening: " + " ".join(COPIED) + " Then I stop."}, 15.0),
     "score_not_worse": ({"initial_score": 0.2, "final_score": 0.3, "steps": 0}, 0.1),
     # Fails alone when the search ran and the score fell, but by less than asked.
-    "relative_improvement": ({"initial_score": 1.0, "final_score": 0.995, "steps": 3}, 0.005),
+    "relative_improvement": ({"initial_score": 1.0, "final_score": 0.9995, "steps": 3}, 0.0005),
     "reflection_cues": ({"thinking": THINKING_B.replace("Let me think about", "I turn to")}, 0.0),
     "cue_repetition": ({"thinking": THINKING_B + " Hmm, the ovens. Hmm, the dawn. Hmm, the note."}, 3.0),
     "language_match": ({"thinking": CHINESE}, 0.0),
