@@ -58,6 +58,9 @@ def publish(run_id: str | None = None, options: dict[str, Any] | Settings | None
         tag_flow_run(["reer", f"run:{run_id}"])
         summary = publish_run(store, run_id, settings)
         print(f"published run {run_id}: {summary.exported['rows']} rows exported, report {summary.report}")
+        files = store.compact()  # a lake writes a Parquet file per commit: merge them (a DuckDB file: nothing)
+        if files:
+            print(f"compacted the lake: {files['data_files_before']} data files, now {files['data_files_after']}")
         return summary
     finally:
         store.close()

@@ -1,5 +1,7 @@
 """A deployment run waits its turn for the store instead of failing: DuckDB admits one writer per file.
 
+A DuckLake store (REER_DB=ducklake:...) admits many writers: its runs never queue.
+
 Deployment runs of one store file queue on a Prefect global concurrency limit of one slot, named
 after the file (the dashboard's Concurrency page shows who holds it and the run's log says it
 waits). A writer outside the queue (a `reer run` at a terminal, a notebook) is waited for too,
@@ -14,6 +16,7 @@ from contextlib import ExitStack, suppress
 from pathlib import Path
 
 from reer.ids import stable_id
+from reer.lake import is_lake
 from reer.settings import Settings
 from reer.store import Store, StoreBusy
 
@@ -67,8 +70,9 @@ def wait_for_writer(db: Path, wait_seconds: float, say, poll_seconds: float = PO
 
 def open_store(settings: Settings, queue: bool | None = None) -> Store:
     """The flow run's store; a deployment run (or `queue`) first waits for its turn, then for any other writer."""
-    if not (in_deployment() if queue is None else queue):
-        return Store(settings.db)  # at a terminal, a held store is refused in one line at once
+    if is_lake(settings.db) or not (in_deployment() if queue is None else queue):
+        # A lake admits many writers: nobody queues. At a terminal, a held file is refused in one line at once.
+        return Store(settings.db)
     from prefect.concurrency.sync import concurrency
     from prefect.logging import get_run_logger
 

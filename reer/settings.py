@@ -10,17 +10,32 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from reer.lake import Lake, store_location, with_data_path
 
 Backend = Literal["transformers", "vllm", "served"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
 Role = Literal["generator", "scorer"]
 DEFAULT_HOME = Path("~/.cache/reer").expanduser()
 SHIPPED_MODEL = "SmolLM2-135M-Instruct"
+# A DuckDB file (a path) or a DuckLake store (ducklake:sqlite:PATH, ducklake:postgres:CONNINFO); as text in JSON.
+StoreLocation = Annotated[
+    Path | Lake, PlainValidator(store_location), PlainSerializer(lambda v: str(v) if isinstance(v, Lake) else v)
+]
 
 
 class SearchConfig(BaseModel):
@@ -178,7 +193,16 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REER_", env_nested_delimiter="__", extra="ignore", frozen=True)
 
     home: Path = Field(DEFAULT_HOME, description="cache for converted models")
-    db: Path = Field(Path("reer.duckdb"), description="the DuckDB store")
+    db: StoreLocation = Field(
+        Path("reer.duckdb"),
+        description="the store: a DuckDB file, or a DuckLake that many processes share: "
+        "ducklake:sqlite:PATH (one machine) or ducklake:postgres:CONNINFO (several)",
+    )
+    lake_data_path: str | None = Field(
+        None,
+        description="a DuckLake store's folder of Parquet files (default: <PATH>.files/ beside a SQLite catalog; "
+        "a PostgreSQL catalog needs it when the lake is created, on storage every machine mounts at that path)",
+    )
     out: Path = Field(Path("reer-out"), description="exports go under <out>/<run_id>/")
     backend: Backend = Field(
         "transformers",
@@ -221,6 +245,14 @@ class Settings(BaseSettings):
     )
     search: SearchConfig = SearchConfig()
     quality: QualityConfig = QualityConfig()
+
+    @model_validator(mode="after")
+    def _lake_data_path(self) -> Settings:
+        """The lake's data path travels with `db`, so every Store(settings.db) finds its files."""
+        located = with_data_path(self.db, self.lake_data_path)
+        if located is not self.db:
+            object.__setattr__(self, "db", located)  # frozen: set once, while the object is built
+        return self
 
     @field_validator("generator_url", "scorer_url", "verifier_url")
     @classmethod

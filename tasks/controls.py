@@ -222,9 +222,12 @@ def replace_controls(store, run_id: str, rows: list[dict]) -> None:
     from sqlalchemy import delete
 
     controls = store.tables["controls"]
-    with store.transaction() as con:
+
+    def swap_rows(con) -> None:
         con.execute(delete(controls).where(controls.c.run_id == run_id))
         store.append(con, "controls", rows)
+
+    store.atomically(swap_rows)
 
 
 @task(cache_policy=NO_CACHE)

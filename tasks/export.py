@@ -248,13 +248,15 @@ def store_new_records(store: Store, run_id: str, records: list[dict]) -> int:
     """
     from sqlalchemy import text
 
-    with store.transaction() as con:
+    def store_fresh(con) -> int:
         held = con.execute(
             text("SELECT format, path, row_index, revision_id FROM exports WHERE run_id = :run_id"), {"run_id": run_id}
         ).all()
         known = {tuple(row) for row in held}
         fresh = [r for r in records if (r["format"], r["path"], r["row_index"], r["revision_id"]) not in known]
         return store.append(con, "exports", fresh)
+
+    return store.atomically(store_fresh)
 
 
 @task(cache_policy=NO_CACHE)

@@ -203,10 +203,13 @@ def ingest_files(
     _mark_failed(plan, failed)
     rejects = plan.rejects + failed
     _notify(rejects, finished)
-    with store.transaction() as con:
+
+    def store_all(con) -> None:
         store.append(con, "examples", [{**e.__dict__, "run_id": run_id} for e in finished])
         store.append(con, "rejects", [{**r.__dict__, "run_id": run_id, "stage": "sourcing"} for r in rejects])
         store.append(con, "source_records", [{**s, "run_id": run_id} for s in plan.sightings])
+
+    store.atomically(store_all)
     by_id = {e.example_id: e for e in finished} | known
     taken = [by_id[s["example_id"]] for s in plan.sightings if s["status"] in ("loaded", "known")]
     counts = Counter(s["status"] for s in plan.sightings)

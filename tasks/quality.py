@@ -393,10 +393,13 @@ def validate(store: Store, run_id: str, cfg: QualityConfig, docs_dir: Path | Non
         "trajectories": trajectories.height,
         "data_docs": outcome.data_docs,
     }
-    with store.transaction() as con:  # the verdicts and the record that makes them current land together
+
+    def store_verdicts(con) -> None:  # the verdicts and the record that makes them current land together
         store.append(con, "checks", rows)
         kill_point("validating")  # a crash here must leave neither
         store.append(con, "validations", [record])
+
+    store.atomically(store_verdicts)
     passed = store.query(
         "SELECT count(*) FILTER (WHERE passed) AS passed FROM trajectory_verdicts WHERE run_id = $run_id", run_id=run_id
     )["passed"][0]

@@ -167,10 +167,13 @@ def prepare_searches(
         searches.append(search)
         finished.extend(records)
         trajectories.append({**attempt, "start": "resumed" if key.trajectory_id in stored else "new"})
-    with store.transaction() as con:
+
+    def store_plan(con) -> None:
         store.append(con, "trajectories", trajectories)
         store.append(con, "outcomes", [{**rejected_outcome(r).__dict__, "run_id": run_id} for r in rejects])
         store.append(con, "rejects", [r.row(run_id) for r in rejects])
+
+    store.atomically(store_plan)
     if finished:
         store_sink(store, run_id)(finished)
     skipped = sum(1 for t in trajectories if t["start"] == "finished")
@@ -203,11 +206,14 @@ def store_sink(store, run_id: str) -> Callable[[list[Record]], None]:
             if isinstance(r, RevisionRecord)
         ]
         outcomes = [{**o.__dict__, "run_id": run_id} for o in records if isinstance(o, OutcomeRecord)]
-        with store.transaction() as con:
+
+        def store_batch(con) -> None:
             store.append(con, "revisions", revisions)
             kill_point("storing")  # a crash here must leave none of this batch's rows
             store.append(con, "outcomes", outcomes)
             store.append(con, "rejects", [r.row(run_id) for r in search_rejects(records)])
+
+        store.atomically(store_batch)
 
     return write
 

@@ -22,6 +22,7 @@ def evaluate(
     quiet_prefect(False)
     from reer.cli.publish import open_store
     from reer.cli.rendering import out
+    from reer.lake import LakeUnavailable
     from reer.models.shipped import ModelNotFound
     from reer.store import StoreBusy, refuse_if_held
     from reer.tasks.controls import ControlsMismatch, compute
@@ -29,7 +30,7 @@ def evaluate(
 
     settings = settings_from(db=db, scorer_model=scorer)
     stages = Stages()
-    with guarded(clear=(StoreBusy,)):
+    with guarded(clear=(StoreBusy, LakeUnavailable)):
         refuse_if_held(settings.db)  # a store another process writes is refused before the model loads
     with open_store(settings.db) as store:
         if run_id is None:

@@ -9,22 +9,33 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from reer.cli.errors import fail, first_line, settings_from
 from reer.cli.options import Db, Out
 
+if TYPE_CHECKING:
+    from reer.lake import Lake
+
 RUNS_HINT = 'list them: reer sql "SELECT run_id, flow_name, status FROM run_overview"'
 
 
-def store_path(db: Path | None) -> Path:
-    """The database to read: --db, else the settings' (REER_DB, or ./reer.duckdb).
+def store_path(db: str | None) -> Path | Lake:
+    """The store to read: --db, else the settings' (REER_DB, or ./reer.duckdb).
 
     The only setting these commands read: with --db given they skip building the settings (and
     importing pydantic-settings, about 0.13 s of `reer sql`'s start).
     """
-    return db if db is not None else settings_from().db
+    if db is None:
+        return settings_from().db
+    from reer.lake import BadStore, store_location
+
+    try:
+        return store_location(db)
+    except BadStore as error:
+        fail(f"bad option db: {error}")
 
 
 def sql(
@@ -39,11 +50,12 @@ def sql(
     import duckdb
 
     from reer.console import clean
+    from reer.lake import LakeUnavailable
     from reer.store import StoreBusy, read_only_query
 
     try:
         frame = read_only_query(path, query)
-    except (StoreBusy, FileNotFoundError) as error:
+    except (StoreBusy, LakeUnavailable, FileNotFoundError) as error:
         fail(str(error))
     except duckdb.Error as error:
         fail(clean(first_line(error)))  # a conversion error quotes the value
@@ -67,12 +79,13 @@ def show(
     import duckdb
 
     from reer.cli.rendering import print_controls, print_revisions
+    from reer.lake import LakeUnavailable
     from reer.sql import read_sql
     from reer.store import StoreBusy, read_only_query
 
     try:
         revisions = read_only_query(path, read_sql("queries/item_revisions"), item=item)
-    except (StoreBusy, FileNotFoundError) as error:
+    except (StoreBusy, LakeUnavailable, FileNotFoundError) as error:
         fail(str(error))
     if revisions.is_empty():
         fail(f'no trajectory matches {item!r} (list them: reer sql "SELECT trajectory_id FROM outcomes")')
@@ -92,6 +105,7 @@ def sources(
     """What a run read, per file: loaded, merged as duplicates, already stored, and rejected per reason."""
     path = store_path(db)
     from reer.cli.rendering import print_sources
+    from reer.lake import LakeUnavailable
     from reer.sql import read_sql
     from reer.store import StoreBusy, read_only_query
 
@@ -102,7 +116,7 @@ def sources(
                 fail("no run has read any file yet (reer ingest FILES...)")
             run_id = latest["run_id"][0]
         rows = read_only_query(path, read_sql("queries/source_counts"), run_id=run_id).to_dicts()
-    except (StoreBusy, FileNotFoundError) as error:
+    except (StoreBusy, LakeUnavailable, FileNotFoundError) as error:
         fail(str(error))
     if not rows:
         fail(f'run {run_id!r} read no files (list runs: reer sql "SELECT run_id, flow_name, status FROM run_overview")')
@@ -120,6 +134,7 @@ def report(
     import duckdb
 
     from reer.cli.rendering import out
+    from reer.lake import LakeUnavailable
     from reer.store import StoreBusy, read_only_query
     from reer.tasks.report import build_report, latest_run
 
@@ -130,7 +145,7 @@ def report(
         if run_id is None:
             fail("no completed synthesize run in the store yet (reer run first)")
         written = build_report(query, run_id, settings.out)
-    except (StoreBusy, FileNotFoundError) as error:
+    except (StoreBusy, LakeUnavailable, FileNotFoundError) as error:
         fail(str(error))
     except LookupError as error:
         fail(f"{error} ({RUNS_HINT})")

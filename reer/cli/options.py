@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-Db = Annotated[Path | None, typer.Option(help="DuckDB file (default ./reer.duckdb, or REER_DB)")]
+# Text, not a Path: a DuckLake URL's conninfo must reach the store as written.
+Db = Annotated[
+    str | None,
+    typer.Option(
+        help="the store: a DuckDB file (default ./reer.duckdb, or REER_DB), "
+        "or a shared DuckLake: ducklake:sqlite:PATH or ducklake:postgres:CONNINFO"
+    ),
+]
 Out = Annotated[Path | None, typer.Option("--out", help="output folder: <out>/<run_id>/ (default ./reer-out)")]
 Dtype = Annotated[str | None, typer.Option(help="bfloat16 (fast) or float32 (exact)")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's logs")]

@@ -14,6 +14,7 @@ from reer.cli.errors import fail, guarded, quiet_prefect, settings_from
 from reer.cli.options import Db, Out
 
 if TYPE_CHECKING:
+    from reer.lake import Lake
     from reer.store import Store
 
 
@@ -82,15 +83,16 @@ def validate(
 
 
 @contextmanager
-def open_store(path: Path) -> Iterator[Store]:
-    """The store for writing, or one clear line if it is missing or busy."""
+def open_store(path: Path | Lake) -> Iterator[Store]:
+    """The store for writing, or one clear line if it is missing, busy or cannot be opened."""
+    from reer.lake import LakeUnavailable
     from reer.store import Store, StoreBusy
 
-    if not path.exists():
+    if isinstance(path, Path) and not path.exists():
         fail(f"no reer database at {path} (run `reer run` first, or pass --db)")
     try:
         store = Store(path)
-    except StoreBusy as error:
+    except (StoreBusy, LakeUnavailable) as error:
         fail(str(error))
     try:
         yield store

@@ -83,11 +83,12 @@ def search_with_progress(
 ) -> RunSummary:
     """The synthesize flow with the search's progress on stderr; any failure, or Ctrl-C, is one line."""
     from reer.cli.progress import SearchDisplay
+    from reer.lake import LakeUnavailable
     from reer.models.shipped import ModelNotFound
     from reer.store import StoreBusy, refuse_if_held
 
     def run_failed():  # a user sees one line; Prefect's run log keeps the traceback
-        return guarded("run failed: ", " (details: reer run -v)", clear=(StoreBusy, ModelNotFound))
+        return guarded("run failed: ", " (details: reer run -v)", clear=(StoreBusy, LakeUnavailable, ModelNotFound))
 
     with run_failed():
         refuse_if_held(settings.db)  # a second writer hears so now, before Prefect or a model starts
@@ -130,6 +131,7 @@ def ingest(
     """Read files into the store's examples (no search); every record lands in examples or rejects."""
     quiet_prefect(verbose)
     from reer.cli.rendering import print_sources
+    from reer.lake import LakeUnavailable
     from reer.models.shipped import ModelNotFound
     from reer.store import StoreBusy, refuse_if_held
     from reer.tasks.mappings import MappingError, field_pairs, parse_overrides
@@ -142,7 +144,9 @@ def ingest(
         fail(str(error))
 
     def ingest_failed():  # a user sees one line; Prefect's run log keeps the traceback
-        return guarded("ingest failed: ", " (details: reer ingest -v)", clear=(StoreBusy, ModelNotFound))
+        return guarded(
+            "ingest failed: ", " (details: reer ingest -v)", clear=(StoreBusy, LakeUnavailable, ModelNotFound)
+        )
 
     with ingest_failed():
         refuse_if_held(settings.db)

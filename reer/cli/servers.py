@@ -142,13 +142,14 @@ def print_latest_report(settings: Settings) -> None:
     from functools import partial
 
     from reer.cli.rendering import out
+    from reer.lake import LakeUnavailable
     from reer.store import StoreBusy, read_only_query
     from reer.tasks.report import latest_run, report_path
 
     console = out()
     try:
         run_id = latest_run(partial(read_only_query, settings.db))
-    except (StoreBusy, FileNotFoundError) as error:
+    except (StoreBusy, LakeUnavailable, FileNotFoundError) as error:
         console.print(f"latest report: unknown ({first_line(error)})", soft_wrap=True, markup=False)
         return
     if run_id is None:

@@ -172,7 +172,8 @@ def test_the_controls_are_stored_once_per_trajectory_and_kind_and_a_recompute_re
 
 
 def test_a_verified_outcome_is_not_rescored_and_the_view_reads_its_float32_score(store):
-    store.query("UPDATE outcomes SET initial_verified_score = 0.9, final_verified_score = 0.7")
+    with store.transaction() as con:  # a write: Store.query is for reads
+        con.exec_driver_sql("UPDATE outcomes SET initial_verified_score = 0.9, final_verified_score = 0.7")
     scorer = ScriptedScorer()
     compute(store, "run-1", scorer, CONFIG)
     assert scorer.calls == [6]
@@ -191,7 +192,8 @@ def test_a_control_too_long_for_the_window_is_kept_with_its_reason(store):
 
 
 def test_a_different_scorer_is_refused_before_anything_is_scored(store):
-    store.query("UPDATE trajectories SET scorer_fingerprint = 'other'")
+    with store.transaction() as con:
+        con.exec_driver_sql("UPDATE trajectories SET scorer_fingerprint = 'other'")
     scorer = ScriptedScorer()
     with pytest.raises(ControlsMismatch, match="run run-1 was scored by model other"):
         compute(store, "run-1", scorer, CONFIG)
