@@ -138,6 +138,10 @@ class Store:
                     scripts = [read_sql("schema"), read_sql("categories"), read_sql("views")]
                     for statement in [s for script in scripts for s in _statements(script)]:
                         con.exec_driver_sql(statement)
+                # The schema goes into the file, not the WAL: DuckDB 1.4.4 fails to replay its
+                # `ALTER ... DROP NOT NULL` (a table whose key defaults to a sequence) after a kill.
+                with self.engine.connect() as con:
+                    con.connection.driver_connection.execute("CHECKPOINT")
             except Exception as error:  # duckdb raises IOException through SQLAlchemy's wrapper
                 if is_lock_error(error):
                     raise StoreBusy(_busy_message(self.path, error)) from None

@@ -225,3 +225,25 @@ def test_an_item_prefix_is_matched_literally_not_as_a_like_pattern(tmp_path):
     assert set(read_only_query(db, sql, item="ex-b")["trajectory_id"]) == {"traj-b"}
     for pattern in ("_", "%", "traj_a", "traj%"):  # no id has an underscore or a percent sign
         assert read_only_query(db, sql, item=pattern).height == 0, pattern
+
+
+KILLED_WRITER = """
+import os, sys
+from reer.store import Store
+store = Store(sys.argv[1])
+store.write("checks", [{"run_id": "r1", "suite": "examples", "check_name": "x", "passed": True}])
+os._exit(9)  # as after kill -9: no close, no checkpoint; the write lives in the WAL only
+"""
+
+
+def test_a_store_left_by_a_killed_writer_opens_again_with_its_rows(tmp_path):
+    # DuckDB 1.4.4 cannot replay a WAL holding the schema's `ALTER ... DROP NOT NULL` of a table
+    # whose key defaults to a sequence: the store checkpoints its schema before any write.
+    db = tmp_path / "reer.duckdb"
+    subprocess.run([sys.executable, "-c", KILLED_WRITER, str(db)], check=False)
+    assert db.with_name("reer.duckdb.wal").exists()
+    store = Store(db)
+    try:
+        assert store.query("SELECT count(*) AS n FROM checks")["n"][0] == 1
+    finally:
+        store.close()
