@@ -20,10 +20,11 @@ from bench.render import render_markdown
 from reer.models.base import GenerationRequest, ModelStats, ScoreRequest
 from reer.models.loading import load_model
 from reer.settings import SearchConfig, Settings
+from reer.tasks.driver import drive
 from reer.tasks.ingest import bundled_sample
 from reer.tasks.records import Example
 from reer.tasks.scoring import split_reference
-from reer.tasks.search import ItemSearch, SearchItem, drive
+from reer.tasks.search import ItemSearch, SearchItem
 from reer.tasks.sources import read_source
 
 HERE = Path(__file__).parent

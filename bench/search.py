@@ -21,9 +21,10 @@ from bench import SHARED_DATA
 from reer.models.loading import load_model
 from reer.settings import SearchConfig, Settings
 from reer.tasks.controls import derangement, score_request
+from reer.tasks.driver import drive
 from reer.tasks.records import Example, OutcomeRecord, RevisionRecord
 from reer.tasks.scoring import score_logprobs, split_reference
-from reer.tasks.search import ItemSearch, SearchItem, drive
+from reer.tasks.search import ItemSearch, SearchItem
 from reer.tasks.sources import read_source
 
 HERE = Path(__file__).parent

@@ -44,8 +44,9 @@ def fixed_examples(count: int):
 
 def run(count: int, config: SearchConfig, dump: Path | None = None) -> dict:
     from reer.models.loading import load_model
+    from reer.tasks.driver import drive
     from reer.tasks.records import Rejected
-    from reer.tasks.search import ItemSearch, drive
+    from reer.tasks.search import ItemSearch
     from reer.tasks.search_tasks import plan_search, trajectory_key
 
     model = load_model(ModelSpec())

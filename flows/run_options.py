@@ -30,6 +30,8 @@ FREE_OPTIONS: tuple[str, ...] = (
     "dtype",
     "generation_rows",
     "score_batch_tokens",
+    "feeding",
+    "store_seconds",
     "model_retries",
     "retry_backoff_seconds",
     "snapshot_seconds",

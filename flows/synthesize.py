@@ -73,7 +73,7 @@ def synthesize(
         search = search_examples.with_options(
             retries=settings.model_retries, retry_delay_seconds=exponential_backoff(settings.retry_backoff_seconds)
         )
-        search(
+        traffic = search(
             store,
             run_id,
             prepared.searches,
@@ -82,6 +82,8 @@ def synthesize(
             settings.generation_rows,
             settings.snapshot_seconds,
             verifier,
+            feeding=settings.feeding,
+            store_seconds=settings.store_seconds,
         )
         # Verification is scoring work: counted with the scorer's when it runs on a model of its own.
         verified = verifier is not scorer
@@ -98,6 +100,8 @@ def synthesize(
             duplicates=loaded.duplicates,
             skipped_done=prepared.skipped_done,
             resumed=prepared.resumed,
+            busy=traffic["busy"],
+            in_flight=traffic["in_flight"],
         )
         # The controls (no thinking, another item's thinking) go in before validation, whose checks read them.
         controls = compute_controls.with_options(

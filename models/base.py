@@ -77,6 +77,19 @@ class ModelStats:
         self.scoring_seconds += seconds
 
 
+@dataclass(frozen=True)
+class Feeding:
+    """How a backend takes work: calls at once, one item's need per call or batches, and its engine.
+
+    Models that name the same `engine` share its calls (two models on one CPU do not compute
+    faster side by side); `None` gives the model a lane of its own.
+    """
+
+    calls: int = 1
+    per_item: bool = False
+    engine: str | None = "shared"
+
+
 @runtime_checkable
 class LanguageModel(Protocol):
     """A backend: transformers on CPU, vLLM in-process or served."""

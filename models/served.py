@@ -24,7 +24,7 @@ import httpx
 from pydantic import SecretStr
 
 from reer.ids import stable_id
-from reer.models.base import Generation, GenerationRequest, ModelStats, ModelUnavailable, ScoreRequest
+from reer.models.base import Feeding, Generation, GenerationRequest, ModelStats, ModelUnavailable, ScoreRequest
 from reer.models.chat import ChatTokenizer
 from reer.models.loading import model_fingerprint
 from reer.models.vllm_backend import engine_seed, finish_reason, held_back, sampling_options, target_logprobs
@@ -327,6 +327,11 @@ class ServedModel(ChatTokenizer):
         return int(getattr(self.tokenizer, "model_max_length", 0) or 2048)
 
     # -- the protocol ---------------------------------------------------------------------------
+    @property
+    def feeding(self) -> Feeding:
+        """Many small calls at once, one item's need each: the servers batch them as they come."""
+        return Feeding(calls=self.concurrency * len(self.endpoints), per_item=True, engine=None)
+
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Generation]]:
         started = time.perf_counter()
         prompts = [self.generation_prompt(r) for r in requests]
@@ -350,7 +355,7 @@ class ServedModel(ChatTokenizer):
 
         answers = self._map(payload, range(len(requests)), "/v1/completions")
         results = []
-        for r, prompt, answer in zip(requests, prompts, answers):
+        for r, answer in zip(requests, answers):
             choices = sorted(answer["choices"], key=lambda c: c["index"])
             finished = [
                 held_back(c["text"], finish_reason(c.get("finish_reason"), c.get("stop_reason")), r.stop)
@@ -361,10 +366,11 @@ class ServedModel(ChatTokenizer):
                 for (text, reason), c in zip(finished, choices)
             ]
             results.append(generations)
-            self.stats.generated_tokens += sum(g.tokens for g in generations)
-            self.stats.computed_tokens += len(prompt)
-        self.stats.generation_calls += 1
-        self.stats.generation_seconds += time.perf_counter() - started
+        with self._lock:  # the driver has many calls in flight, each in a thread of its own
+            self.stats.generated_tokens += sum(g.tokens for gs in results for g in gs)
+            self.stats.computed_tokens += sum(map(len, prompts))
+            self.stats.generation_calls += 1
+            self.stats.generation_seconds += time.perf_counter() - started
         return results
 
     def _sampled_tokens(self, choice: dict) -> int:
@@ -386,7 +392,8 @@ class ServedModel(ChatTokenizer):
             target_logprobs(ids, start, answer["choices"][0]["prompt_logprobs"])
             for (ids, start), answer in zip(encoded, answers)
         ]
-        self.stats.count_scoring(encoded, time.perf_counter() - started)
+        with self._lock:
+            self.stats.count_scoring(encoded, time.perf_counter() - started)
         return results
 
     def close(self) -> None:

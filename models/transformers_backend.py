@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, DynamicCache
 
-from reer.models.base import Generation, GenerationRequest, ModelStats, ScoreRequest
+from reer.models.base import Feeding, Generation, GenerationRequest, ModelStats, ScoreRequest
 from reer.models.batching import chunk_by_budget, group_by_shared_prefix, left_padded
 from reer.models.chat import ChatTokenizer
 from reer.models.llama_runner import LlamaDecoder, LlamaRunner, supports
@@ -56,6 +56,10 @@ class TransformersModel(ChatTokenizer):
         self.eos_ids = self._eos_ids()
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
         self.stats = ModelStats()
+
+    # One batched call at a time over every model in this process: on a CPU a call already takes every
+    # core, so a second model's call beside it would only slow both (README "Keeping models busy").
+    feeding = Feeding(calls=1, per_item=False, engine="torch")
 
     # -- text helpers ---------------------------------------------------------------
     def _eos_ids(self) -> list[int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rich.console import Console
 
@@ -35,6 +35,8 @@ class SearchProgress:
     generated_tokens: int  # by this run's generator calls so far
     scored_tokens: int  # by this run's scorer calls so far
     seconds: float  # since the search started
+    # each model's share of those seconds with at least one call in flight ("generator", "scorer"...)
+    busy: dict[str, float] = field(default_factory=dict)
 
 
 _progress: list[Callable[[SearchProgress], None]] = []

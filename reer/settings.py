@@ -230,6 +230,15 @@ class Settings(BaseSettings):
     threads: int | None = Field(None, description="CPU threads for torch (default: all cores)")
     generation_rows: int = Field(32, ge=1, description="sequences sampled together in one generation batch")
     score_batch_tokens: int = Field(8192, ge=256, description="padded tokens per scoring forward pass")
+    feeding: Literal["auto", "batched"] = Field(
+        "auto",
+        description="auto: each model takes calls as its backend declares (a served model: up to "
+        "served.concurrency per server, one item's need each; an in-process one: one batch at a time); "
+        "batched: one call at a time over every model, as the round-based driver sent them",
+    )
+    store_seconds: float = Field(
+        0.2, ge=0, description="the search stores its applied steps in one transaction at least this often"
+    )
     model_retries: int = Field(3, ge=0, description="times the search resumes after a model stops answering")
     retry_backoff_seconds: float = Field(5.0, ge=0, description="first wait before such a retry; doubles each time")
     snapshot_seconds: float = Field(

@@ -6,6 +6,7 @@ for any stored run; the synthesize flow writes it to <out>/<run_id>/report.html 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,9 +54,12 @@ def report_data(query: Query, run_id: str) -> ReportData:
         for name in ("items", "steps", "segments", "throughput", "rejects", "checks")
     }
     figures = query(read_sql("queries/run_summary"), run_id=run_id).to_dicts()[0]
+    # The driver's figures are JSON in the 'completed' detail: each model's busy share, and a timeline.
+    head = {**header[0], "busy": json.loads(header[0]["busy"] or "{}")}
+    head["in_flight"] = json.loads(header[0]["in_flight"] or "[]")
     return ReportData(
         run_id,
-        header[0],
+        head,
         figures,
         **rows,
         controls=control_figures(query, run_id),

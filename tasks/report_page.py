@@ -94,6 +94,23 @@ def throughput_plot(data: ReportData) -> str:
     )
 
 
+def in_flight_plot(data: ReportData) -> str:
+    """Mean sequences each model had in flight, over the search's wall time."""
+    timeline = data.header.get("in_flight") or []
+    models = [k for k in (timeline[0] if timeline else {}) if k != "seconds"]
+    series = {
+        f"{m} ({pct(data.header['busy'].get(m), 0)} busy)": [(r["seconds"], r[m]) for r in timeline] for m in models
+    }
+    return line_chart(
+        series,
+        "seconds since the search started",
+        "sequences in flight",
+        "sequences in flight",
+        integer_x=False,
+        y_zero=True,
+    )
+
+
 CSS = """
 :root { --ink:#1f2933; --muted:#616e7c; --line:#e4e7eb; --bg:#f5f7fa; --card:#fff; --accent:#0072B2;
         --good:#009E73; --bad:#D55E00; }
@@ -195,6 +212,7 @@ def header_cards(data: ReportData) -> str:
         card("items per hour", num(h.get("items_per_hour"), 1)),
         card("generated tokens/s", num(h.get("generated_tokens_per_second"), 1)),
         card("scored tokens/s", num(h.get("scored_tokens_per_second"), 1)),
+        *(card(f"{model} busy", pct(share, 0), "of the search") for model, share in (h.get("busy") or {}).items()),
         *control_cards(data),
     ]
     return f'<div class="cards">{"".join(cards)}</div>'
@@ -380,6 +398,13 @@ def render(data: ReportData) -> str:
                 "Items finished so far and revisions scored per minute of the run.",
                 throughput_plot(data),
                 legend=["items finished (total)", "revisions scored in that minute"],
+            ),
+            figure(
+                "plot-in-flight",
+                "Models kept busy",
+                "Sequences each model had in flight (mean per interval): a model near zero waits for the other.",
+                in_flight_plot(data),
+                legend=[f"{m} ({pct(s, 0)} busy)" for m, s in (data.header.get("busy") or {}).items()],
             ),
         ]
     )

@@ -1,19 +1,17 @@
-"""The REER search as a state machine per item, and a driver that batches many items' model calls.
+"""The REER search as a state machine per item.
 
 Each `ItemSearch` says what it needs next (one generation request, or a batch of scorings),
-takes the results, and emits records (revisions, an outcome). The driver gathers the needs
-of all active items, sends them to the models in large batches, and hands every record to
-a sink before the next batch, so the store always holds the latest transition.
+takes the results, and emits records (revisions, an outcome). `tasks/driver.py` feeds the
+needs of many items to the models and hands every record to a sink before the item's next need.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from reer.ids import stable_id
-from reer.kill_points import kill_point
-from reer.models.base import Generation, GenerationRequest, LanguageModel, ScoreRequest
+from reer.models.base import Generation, GenerationRequest, ScoreRequest
 from reer.settings import SearchConfig
 from reer.tasks.prompts import (
     REFINE_CLOSE,
@@ -495,103 +493,3 @@ class ItemSearch:
             segments=len(self.segments),
             note=note,
         )
-
-
-def drive(
-    searches: Iterable[ItemSearch],
-    generator: LanguageModel,
-    scorer: LanguageModel,
-    sink: Callable[[list[Record]], None],
-    *,
-    verifier: LanguageModel | None = None,
-    generation_rows: int = 32,
-    on_batch: Callable[[int, int], None] | None = None,
-    stop_requested: Callable[[], bool] = lambda: False,
-) -> None:
-    """Run many searches to completion, batching their model calls across items.
-
-    Each round sends up to `generation_rows` sampled sequences in one generation call,
-    then every pending scoring in one scoring call. The records of each call reach the
-    sink before the next call, so a model error or a crash never strands a transition
-    that was applied in memory but not stored. Raises StopRequested at a batch boundary
-    once `stop_requested()` says so; never between a generation and the scoring of its text,
-    which is what makes it worth storing. Every request is checked against its model's window
-    first: one that cannot fit is never sent (`ItemSearch.on_overflow`), and the rest go on.
-    Verifications (the float32 re-scoring a search asks for before it accepts) follow each scoring
-    call as one call to `verifier` (default: the scorer), and their step is stored after them.
-    """
-    from reer.interrupts import StopRequested
-
-    verifier = verifier or scorer
-
-    active = [s for s in searches if not s.done]
-    total = len(active)
-
-    def store(records: list[Record], may_stop: bool = True) -> None:
-        if records:
-            sink(records)
-            kill_point("stored")
-        if may_stop and stop_requested():
-            raise StopRequested
-
-    while active:
-        wanting = [s for s in active if isinstance(s.need, GenerationNeed)]
-        batch, rows, refused = [], 0, []
-        for s in wanting:
-            if batch and rows + s.need.request.n > generation_rows:
-                break
-            refused.extend(overflowing(s, generator))
-            if not s.done:
-                batch.append(s)
-                rows += s.need.request.n
-        # Stored before the call they were left out of: a failed call must not strand them.
-        store(refused, may_stop=False)
-        if batch:
-            results = generator.generate([s.need.request for s in batch])
-            kill_point("generated")
-            records = [r for s, generations in zip(batch, results) for r in s.on_generated(generations)]
-            # A stop waits for the scoring of what was just generated: stopping here would throw it away.
-            store(records, may_stop=not any(isinstance(s.need, ScoringNeed) for s in batch))
-        scoring = [s for s in active if isinstance(s.need, ScoringNeed)]
-        refused = [r for s in scoring for r in overflowing(s, scorer)]
-        scoring = [s for s in scoring if isinstance(s.need, ScoringNeed)]  # a refusal may have moved one on
-        store(refused, may_stop=not scoring)
-        if scoring:
-            logprobs = scorer.score([r for s in scoring for r in s.need.requests])
-            kill_point("scored")
-            records = answer(scoring, logprobs, ItemSearch.on_scored)
-            # A stop waits for the verifications of what was just scored, as for a scoring.
-            store(records, may_stop=not any(isinstance(s.need, VerifyNeed) for s in scoring))
-        verifying = [s for s in active if isinstance(s.need, VerifyNeed)]
-        refused = [r for s in verifying for r in overflowing(s, verifier)]
-        verifying = [s for s in verifying if isinstance(s.need, VerifyNeed)]
-        store(refused, may_stop=not verifying)
-        if verifying:
-            logprobs = verifier.score([r for s in verifying for r in s.need.requests])
-            kill_point("verified")
-            store(answer(verifying, logprobs, ItemSearch.on_verified))
-        active = [s for s in active if not s.done]
-        if on_batch:
-            on_batch(total - len(active), total)
-
-
-def answer(searches: list[ItemSearch], logprobs: list[list[float]], handler) -> list[Record]:
-    """Hand each search its share of one call's results, in the order its requests were sent; their records."""
-    records: list[Record] = []
-    offset = 0
-    for s in searches:
-        n = len(s.need.requests)
-        records.extend(handler(s, logprobs[offset : offset + n]))
-        offset += n
-    return records
-
-
-def overflowing(search: ItemSearch, model: LanguageModel) -> list[Record]:
-    """Check every request of the search's need against the model's window; what refusing the misfits emits."""
-    need = search.need
-    requests = [need.request] if isinstance(need, GenerationNeed) else need.requests
-    tokens = [model.request_tokens(r) for r in requests]
-    window = model.context_window
-    if all(n <= window for n in tokens):
-        return []
-    return search.on_overflow(tokens, window)

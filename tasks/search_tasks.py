@@ -19,10 +19,11 @@ from reer.kill_points import kill_point
 from reer.models.base import LanguageModel, ModelUnavailable
 from reer.settings import SearchConfig
 from reer.sql import read_sql
+from reer.tasks.driver import FeedingMode, InFlight, drive
 from reer.tasks.prompts import PROMPT_VERSION
 from reer.tasks.records import Example, OutcomeRecord, Rejected, RevisionRecord
 from reer.tasks.scoring import split_reference
-from reer.tasks.search import ItemSearch, Record, SearchItem, drive
+from reer.tasks.search import ItemSearch, Record, SearchItem
 
 
 @dataclass(frozen=True)
@@ -239,15 +240,21 @@ def retry_on_model_errors(task, task_run, state) -> bool:
 class SearchMonitor:
     """Progress of one search run: the terminal, the Prefect progress artifact, and the readers' snapshot."""
 
-    def __init__(self, store, run_id: str, total: int, generator, scorer, snapshot_seconds: float) -> None:
+    ARTIFACT_SECONDS = 1.0  # the driver stores often; the Prefect API hears of it at most this often
+
+    def __init__(
+        self, store, run_id: str, total: int, generator, scorer, snapshot_seconds: float, traffic: InFlight
+    ) -> None:
         from prefect.artifacts import create_progress_artifact
 
         self.store, self.total, self.snapshot_seconds = store, total, snapshot_seconds
-        self.generator, self.scorer = generator, scorer
+        self.generator, self.scorer, self.traffic = generator, scorer, traffic
+        self.artifact_at = float("-inf")
         self.generated0, self.scored0 = generator.stats.generated_tokens, scorer.stats.scored_tokens
         self.started = self.published = time.monotonic()
         self.steps = 0
-        self.artifact = create_progress_artifact(progress=0.0, description=f"reer run {run_id}: items searched")
+        self.description = f"reer run {run_id}: items searched"
+        self.artifact = create_progress_artifact(progress=0.0, description=self.description)
         if snapshot_seconds:
             store.publish_snapshot()  # readers get the prepared run at once, then every snapshot_seconds
         self.report(0)
@@ -270,6 +277,7 @@ class SearchMonitor:
                 generated_tokens=self.generator.stats.generated_tokens - self.generated0,
                 scored_tokens=self.scorer.stats.scored_tokens - self.scored0,
                 seconds=time.monotonic() - self.started,
+                busy=self.traffic.busy(),
             )
         )
 
@@ -277,8 +285,15 @@ class SearchMonitor:
         from prefect.artifacts import update_progress_artifact
 
         self.report(done)
-        if self.artifact is not None and total:
-            update_progress_artifact(artifact_id=self.artifact, progress=100.0 * done / total)
+        now = time.monotonic()
+        if self.artifact is not None and total and (done == total or now - self.artifact_at >= self.ARTIFACT_SECONDS):
+            busy = ", ".join(f"{model} {share:.0%} busy" for model, share in self.traffic.busy().items())
+            update_progress_artifact(
+                artifact_id=self.artifact,
+                progress=100.0 * done / total,
+                description=f"{self.description}: {done} of {total}" + (f" ({busy})" if busy else ""),
+            )
+            self.artifact_at = now
         if self.snapshot_seconds and time.monotonic() - self.published >= self.snapshot_seconds:
             self.store.publish_snapshot()
             self.published = time.monotonic()
@@ -294,8 +309,10 @@ def search_examples(
     generation_rows: int,
     snapshot_seconds: float = 0.0,
     verifier=None,
-) -> None:
-    """Drive every search to its end, storing each batch before the next, with progress.
+    feeding: FeedingMode = "auto",
+    store_seconds: float = 0.2,
+) -> dict:
+    """Drive every search to its end, storing each step before the item's next, with progress; what was in flight.
 
     A model that stops answering fails the task; Prefect retries it (see `retry_on_model_errors`)
     and the searches go on from their last stored transition, which is where they are in memory.
@@ -307,7 +324,8 @@ def search_examples(
     if task_run.run_count > 1:  # a retry: count it where users look
         detail = {"attempt": task_run.run_count, "task": "search_examples"}
         store.write("run_events", [{"run_id": run_id, "status": "retrying", "detail": detail}])
-    monitor = SearchMonitor(store, run_id, len(searches), generator, scorer, snapshot_seconds)
+    traffic = InFlight()
+    monitor = SearchMonitor(store, run_id, len(searches), generator, scorer, snapshot_seconds, traffic)
     with stop_after_batch() as stop_requested:
         drive(
             searches,
@@ -316,6 +334,11 @@ def search_examples(
             monitor.counting(store_sink(store, run_id)),
             verifier=verifier,
             generation_rows=generation_rows,
+            feeding=feeding,
+            store_seconds=store_seconds,
             on_batch=monitor.on_batch,
             stop_requested=stop_requested,
+            traffic=traffic,
         )
+    monitor.report(len(searches))
+    return traffic.figures()

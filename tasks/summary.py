@@ -27,6 +27,8 @@ class SearchWork:
     duplicates: int
     skipped_done: int
     resumed: int
+    busy: dict[str, float] = field(default_factory=dict)  # each model's share of the search with a call in flight
+    in_flight: list[dict] = field(default_factory=list)  # mean sequences in flight per model, over time
 
 
 @dataclass
@@ -62,6 +64,8 @@ class RunSummary:
     duplicates: int | None = None
     skipped_done: int | None = None
     resumed: int | None = None
+    busy: dict[str, float] | None = None  # each model's share of the search with a call in flight
+    in_flight: list[dict] | None = None  # mean sequences in flight per model, over the search
     # what publishing wrote
     checks: dict[str, Any] = field(default_factory=dict)
     passed: int | None = None
@@ -83,6 +87,8 @@ MEASURED = (
     "duplicates",
     "skipped_done",
     "resumed",
+    "busy",
+    "in_flight",
 )
 
 
@@ -101,6 +107,8 @@ def measured_figures(work: SearchWork, completed_here: int | None) -> dict[str, 
         "duplicates": work.duplicates,
         "skipped_done": work.skipped_done,
         "resumed": work.resumed,
+        "busy": work.busy,
+        "in_flight": work.in_flight,
     }
 
 

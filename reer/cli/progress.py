@@ -32,12 +32,17 @@ def elapsed(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
+def busy_text(p: SearchProgress) -> str:
+    """Each model's busy share so far, `generator 92% busy, scorer 61% busy, `, or nothing before any is known."""
+    return "".join(f"{model} {share:.0%} busy, " for model, share in p.busy.items())
+
+
 def progress_line(p: SearchProgress) -> str:
-    """One plain line: `search: 3/10 items, 41 steps, 28 gen tok/s, 210 scored tok/s, 4m00s`."""
+    """One plain line: `search: 3/10 items, 41 steps, 28 gen tok/s, 210 scored tok/s, generator 92% busy, ..., 4m00s`."""
     return (
         f"search: {p.items_done}/{p.items_total} items, {p.steps} steps, "
         f"{rate(p.generated_tokens, p.seconds)} gen tok/s, {rate(p.scored_tokens, p.seconds)} scored tok/s, "
-        f"{elapsed(p.seconds)}"
+        f"{busy_text(p)}{elapsed(p.seconds)}"
     )
 
 
@@ -81,12 +86,13 @@ class LiveProgress:
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("items, {task.fields[steps]} steps, {task.fields[gen]} gen tok/s,"),
-            TextColumn("{task.fields[scored]} scored tok/s"),
+            TextColumn("{task.fields[scored]} scored tok/s,"),
+            TextColumn("{task.fields[busy]}"),
             TimeElapsedColumn(),
             console=console,
             transient=True,
         )
-        self.task = self.display.add_task("search", total=None, steps=0, gen=0, scored=0)
+        self.task = self.display.add_task("search", total=None, steps=0, gen=0, scored=0, busy="")
 
     def update(self, p: SearchProgress) -> None:
         self.display.update(
@@ -96,6 +102,7 @@ class LiveProgress:
             steps=p.steps,
             gen=rate(p.generated_tokens, p.seconds),
             scored=rate(p.scored_tokens, p.seconds),
+            busy=busy_text(p).removesuffix(", "),
         )
 
     def start(self) -> None:

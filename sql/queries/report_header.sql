@@ -7,6 +7,8 @@ SELECT r.run_id, r.flow_name, r.flow_run_id, r.generator_model, r.scorer_model, 
        try_cast(r.detail ->> 'generated_tokens_per_second' AS DOUBLE) AS generated_tokens_per_second,
        try_cast(r.detail ->> 'scored_tokens_per_second' AS DOUBLE)    AS scored_tokens_per_second,
        try_cast(r.detail ->> 'skipped_done' AS INTEGER)               AS skipped_done,
-       try_cast(r.detail ->> 'resumed' AS INTEGER)                    AS resumed
+       try_cast(r.detail ->> 'resumed' AS INTEGER)                    AS resumed,
+       CAST(r.detail -> 'busy' AS VARCHAR)                            AS busy,
+       CAST(r.detail -> 'in_flight' AS VARCHAR)                       AS in_flight
 FROM run_overview r
 WHERE r.run_id = $run_id;

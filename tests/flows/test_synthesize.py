@@ -153,13 +153,17 @@ def test_the_run_writes_its_report_names_its_flow_run_and_leaves_artifacts(finis
     report = Path(summary.report)
     assert report.name == "report.html" and report.parent.name == summary.run_id
     html = report.read_text(encoding="utf-8")
-    assert summary.run_id in html and html.count("<svg") == 4 and "malformed_json" in html
+    assert summary.run_id in html and html.count("<svg") == 5 and "malformed_json" in html
+    # Each model's busy share, measured by the driver, in the summary and the report.
+    assert set(summary.busy) == {"generator", "scorer"} and all(0 < b <= 1 for b in summary.busy.values())
+    assert summary.in_flight and "generator busy" in html
     (run,) = dict_rows(con, "SELECT flow_run_id, config_hash FROM runs")
     with get_client(sync_client=True) as client:  # the temporary API keeps its database in PREFECT_HOME
         flow_run = client.read_flow_run(run["flow_run_id"])
-        keys = {
-            a.key for a in client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))
-        }
+        artifacts = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))
+        keys = {a.key for a in artifacts}
+    (progress,) = [a for a in artifacts if a.type == "progress"]
+    assert progress.data == 100.0 and "generator" in progress.description and "busy" in progress.description
     assert flow_run.name == f"synthesize-eqbench_short.jsonl+1-{run['config_hash'][:8]}"
     assert {"source:eqbench_short.jsonl+1", "model:SmolLM2-135M-Instruct", f"config:{run['config_hash']}"} <= set(
         flow_run.tags

@@ -12,7 +12,13 @@ from reer.tasks.summary import RunSummary
 from reer.tasks.svg import histogram, line_chart, nice_ticks
 from tests.tasks.crafted import CLEAN, fill_store
 
-PLOTS = ("plot-score-per-step", "plot-relative-improvement", "plot-acceptance-by-segment", "plot-throughput")
+PLOTS = (
+    "plot-score-per-step",
+    "plot-relative-improvement",
+    "plot-acceptance-by-segment",
+    "plot-throughput",
+    "plot-in-flight",
+)
 
 
 @pytest.fixture
@@ -51,6 +57,18 @@ def test_the_report_rows_come_from_sql(store):
     ]
     assert data.throughput[-1]["finished_total"] == 2
     assert [(r["reason"], r["n"]) for r in data.rejects] == [("malformed_json", 1)]
+
+
+def test_the_report_shows_how_busy_each_model_was_and_its_sequences_in_flight(store, tmp_path):
+    timeline = [{"seconds": 0.0, "generator": 3.5, "scorer": 0.0}, {"seconds": 1.0, "generator": 2.0, "scorer": 4.0}]
+    detail = {"busy": {"generator": 0.97, "scorer": 0.42}, "in_flight": timeline}
+    store.write("run_events", [{"run_id": "run-1", "status": "completed", "detail": detail}])
+    data = report_data(store.query, "run-1")
+    assert data.header["busy"] == {"generator": 0.97, "scorer": 0.42} and data.header["in_flight"] == timeline
+    html = build_report(store.query, "run-1", tmp_path / "out").read_text(encoding="utf-8")
+    assert "generator busy" in html and "97%" in html and "scorer (42% busy)" in html
+    plot = html.split('id="plot-in-flight"')[1].split("</figure>")[0]
+    assert plot.count("<polyline") == 2  # one line per model
 
 
 def test_an_unknown_run_is_a_lookup_error_and_latest_finds_the_run(store, tmp_path):

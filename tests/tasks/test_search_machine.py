@@ -9,10 +9,11 @@ import pytest
 
 from reer.models.base import Generation, GenerationRequest, ModelStats
 from reer.settings import SearchConfig
+from reer.tasks.driver import drive
 from reer.tasks.prompts import REFINE_OPEN
 from reer.tasks.records import OutcomeRecord, RevisionRecord
 from reer.tasks.scoring import split_reference
-from reer.tasks.search import GenerationNeed, ItemSearch, ScoringNeed, SearchItem, VerifyNeed, drive
+from reer.tasks.search import GenerationNeed, ItemSearch, ScoringNeed, SearchItem, VerifyNeed
 from reer.tasks.search_tasks import search_rejects
 
 PARAS = [

@@ -8,8 +8,9 @@ import pytest
 
 from reer.models.base import Generation
 from reer.settings import SearchConfig
+from reer.tasks.driver import drive
 from reer.tasks.records import OutcomeRecord, RevisionRecord
-from reer.tasks.search import ItemSearch, ScoringNeed, drive
+from reer.tasks.search import ItemSearch, ScoringNeed
 from tests.tasks.test_search_machine import PARAS, ScriptedModel, make_search, run
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import pytest
 
 from reer.settings import SearchConfig
+from reer.tasks.driver import drive
 from reer.tasks.records import OutcomeRecord, RevisionRecord
 from reer.tasks.scoring import split_reference
-from reer.tasks.search import ItemSearch, SearchItem, drive
+from reer.tasks.search import ItemSearch, SearchItem
 from reer.tasks.search_tasks import search_rejects
 
 pytestmark = pytest.mark.model

@@ -170,7 +170,14 @@ def test_no_model_time_means_no_rate_and_nothing_completed_here_means_zero_per_h
 
 
 def test_without_a_search_work_the_completed_events_figures_are_read(store):
-    recorded = {"wall_seconds": 12.5, "items_per_hour": 576.0, "generated_tokens_per_second": 33.3, "resumed": 1}
+    busy = {"generator": 0.9, "scorer": 0.5}
+    recorded = {
+        "wall_seconds": 12.5,
+        "items_per_hour": 576.0,
+        "generated_tokens_per_second": 33.3,
+        "resumed": 1,
+        "busy": busy,
+    }
     complete_run(store, "run-1", {**recorded, "items": 999})
     summary = summarize_run(store, "run-1", "db", CHECKS, EXPORTED, None)
     assert {k: getattr(summary, k) for k in MEASURED} == {
@@ -181,6 +188,8 @@ def test_without_a_search_work_the_completed_events_figures_are_read(store):
         "duplicates": None,
         "skipped_done": None,
         "resumed": 1,
+        "busy": busy,
+        "in_flight": None,
     }
     assert summary.items == 2  # the store's figures come from SQL, never from the recorded detail
 

@@ -14,8 +14,9 @@ import pytest
 
 from reer.models.base import ScoreRequest
 from reer.settings import ModelSpec, SearchConfig
+from reer.tasks.driver import drive
 from reer.tasks.scoring import score_logprobs, scoring_context, split_reference
-from reer.tasks.search import ItemSearch, SearchItem, drive
+from reer.tasks.search import ItemSearch, SearchItem
 from reer.tasks.search_tasks import store_sink
 from tests.conftest import HOME, short_eqbench_items
 

@@ -32,6 +32,11 @@ def test_a_progress_line_says_items_steps_token_rates_and_time():
     assert elapsed(59.9) == "0m59s" and elapsed(3723) == "1h02m03s"
 
 
+def test_a_progress_line_says_how_busy_each_model_was():
+    busy = SearchProgress(**{**at(240).__dict__, "busy": {"generator": 0.924, "scorer": 0.61}})
+    assert progress_line(busy).endswith("210 scored tok/s, generator 92% busy, scorer 61% busy, 4m00s")
+
+
 def test_lines_come_at_most_once_a_minute_and_once_at_the_end():
     clock, lines = Clock(), []
     progress = PlainProgress(lines.append, clock=clock)
