@@ -77,8 +77,10 @@ class LocalVllmServer:
         extra_args: tuple[str, ...] = ("--enforce-eager",),
         startup_timeout: float = 900.0,
         cpu: bool | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.folder = folder
+        self.env = env or {}  # over cpu_environment(): e.g. one server per core
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.cpu = not python_has_gpu(python) if cpu is None else cpu
@@ -106,7 +108,11 @@ class LocalVllmServer:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "wb") as out:
             self.process = subprocess.Popen(
-                self.command, stdout=out, stderr=subprocess.STDOUT, env=cpu_environment(), start_new_session=True
+                self.command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**cpu_environment(), **self.env},
+                start_new_session=True,
             )  # its own group: stop() ends its engine processes too
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
@@ -189,7 +195,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
             flush=True,
         )
-        return subprocess.run(command, env={**os.environ, "REER_TEST_VLLM_URL": server.url}).returncode
+        # The command learns the server, and the Python that serves (a test may start a second one).
+        env = {**os.environ, "REER_TEST_VLLM_URL": server.url, "REER_TEST_VLLM_PYTHON": args.python}
+        return subprocess.run(command, env=env).returncode
     except ServerFailed as error:
         print(f"vllm_server: {error}", file=sys.stderr)
         return 1

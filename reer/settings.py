@@ -135,7 +135,12 @@ class ServedConfig(BaseModel):
     timeout_seconds: float = Field(600.0, gt=0, description="longest wait for one HTTP answer")
     retries: int = Field(4, ge=0, description="retries of a request that failed in transport or got 408/429/5xx")
     backoff_seconds: float = Field(1.0, ge=0, description="first wait before a retry; doubles each time")
-    concurrency: int = Field(16, ge=1, description="HTTP requests in flight at once, per server of a model")
+    concurrency: int = Field(
+        64,
+        ge=1,
+        description="HTTP requests in flight at once, per server of a model: the driver keeps this many items' "
+        "calls there (on a GPU server, its --max-num-seqs divided by k fills the batch)",
+    )
     cooldown_seconds: float = Field(
         5.0, ge=0, description="a failing server of a pool sits out this long; doubles while it keeps failing"
     )
@@ -233,7 +238,7 @@ class Settings(BaseSettings):
     feeding: Literal["auto", "batched"] = Field(
         "auto",
         description="auto: each model takes calls as its backend declares (a served model: up to "
-        "served.concurrency per server, one item's need each; an in-process one: one batch at a time); "
+        "served.concurrency per server, one item's need each; vLLM in-process: 256; transformers: one batch at a time); "
         "batched: one call at a time over every model, as the round-based driver sent them",
     )
     store_seconds: float = Field(

@@ -390,3 +390,62 @@ def test_a_server_that_goes_away_mid_run_fails_the_run_clearly_and_loses_nothing
     outcomes = dict_rows(con, "SELECT * FROM outcomes")
     con.close()
     assert {r["revision_id"] for r in stored} <= kept and len(outcomes) == 2
+
+
+def generated_tokens(url: str) -> float:
+    """Tokens a vLLM server has generated so far, from its /metrics (0 while it cannot answer)."""
+    try:
+        text = httpx.get(f"{url}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return 0.0
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("vllm:generation_tokens_total"))
+
+
+@pytest.mark.vllm
+@pytest.mark.prefect
+@needs_server
+def test_a_pool_of_two_real_servers_finishes_the_run_when_one_is_killed_mid_run(real_url, fp32_model, tmp_path):
+    import signal
+    import sys
+
+    from reer.flows.synthesize import synthesize
+    from reer.models.loading import load_model
+    from reer.models.shipped import resolve_model
+    from reer.models.vllm_server import LocalVllmServer
+    from reer.settings import Settings
+
+    python = os.environ.get("REER_TEST_VLLM_PYTHON", sys.executable)
+    second = LocalVllmServer(
+        resolve_model("SmolLM2-135M-Instruct", HOME), python=python, log=tmp_path / "second-server.log"
+    ).start()
+    killed = threading.Event()
+
+    def kill_once_it_generates() -> None:  # SIGKILL, as a lost node: no answer to what it has in flight
+        while not killed.is_set():
+            if generated_tokens(second.url) > 0:
+                os.killpg(second.process.pid, signal.SIGKILL)
+                killed.set()
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=kill_once_it_generates, daemon=True)
+    watcher.start()
+    pool = f"{second.url},{real_url}"
+    options = run_options(
+        tmp_path,
+        backend="served",
+        generator_url=pool,
+        scorer_url=pool,
+        served={"retries": 4, "backoff_seconds": 0.05, "cooldown_seconds": 60},
+    )
+    try:
+        summary = synthesize(inputs=[str(short_eqbench_items(tmp_path))], options=options)
+    finally:
+        killed.set()
+        second.stop()
+    assert summary.items == 2
+    assert_every_revision_stored(options["db"], fp32_model)
+    generator = load_model(Settings(**options).model_spec("generator"))
+    counts = generator.stats.extra["endpoints"]
+    dead = counts[second.url]
+    assert dead["requests"] >= 1 and dead["failures"] >= 1  # it was killed with work in flight
+    assert counts[real_url]["requests"] > dead["requests"]  # and the survivor finished the run
