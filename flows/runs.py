@@ -114,7 +114,12 @@ def recorded_run(store: Store, run: dict) -> Iterator[None]:
 
 def mark_crashed(store: Store) -> list[str]:
     """Runs still 'running' died without a word (a kill, a power cut): this process holds the
-    write lock, so none of them can still be alive. Say so in their status."""
+    write lock, so none of them can still be alive. Say so in their status.
+
+    A lake has no such lock: many runs write it at once, and a 'running' one may well be alive. None is marked.
+    """
+    if store.lake is not None:
+        return []
     dead = store.query("SELECT run_id FROM run_overview WHERE status = 'running'")["run_id"].to_list()
     store.write(
         "run_events",
