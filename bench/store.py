@@ -124,25 +124,33 @@ def two_writers(location) -> float:
     return round(2 * SHARED_COMMITS / max(seconds), 1)
 
 
+def store_kinds(folder: Path, stack: ExitStack) -> dict[str, tuple[object, Path | None]]:
+    """Each store kind to measure, under `folder`: its location and its folder of Parquet files.
+
+    A PostgreSQL server, where this machine has one, runs until `stack` closes.
+    """
+    kinds: dict[str, tuple[object, Path | None]] = {
+        "duckdb_file": (folder / "reer.duckdb", None),
+        "ducklake_sqlite": (f"ducklake:sqlite:{folder / 'lake.sqlite'}", folder / "lake.sqlite.files"),
+    }
+    try:
+        from tests.postgres_server import PostgresMissing, local_postgres
+
+        conninfo = stack.enter_context(local_postgres())
+        files = folder / "pg-files"
+        kinds["ducklake_postgres"] = (
+            Settings(db=f"ducklake:postgres:{conninfo}", lake_data_path=f"{files}/").db,
+            files,
+        )
+    except (ImportError, PostgresMissing) as missing:
+        print(f"ducklake_postgres: not measured ({missing})")
+    return kinds
+
+
 def main() -> None:
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as folder, ExitStack() as stack:
-        folder = Path(folder)
-        kinds: dict[str, tuple[object, Path | None]] = {
-            "duckdb_file": (folder / "reer.duckdb", None),
-            "ducklake_sqlite": (f"ducklake:sqlite:{folder / 'lake.sqlite'}", folder / "lake.sqlite.files"),
-        }
-        try:
-            from tests.postgres_server import PostgresMissing, local_postgres
-
-            conninfo = stack.enter_context(local_postgres())
-            files = folder / "pg-files"
-            kinds["ducklake_postgres"] = (
-                Settings(db=f"ducklake:postgres:{conninfo}", lake_data_path=f"{files}/").db,
-                files,
-            )
-        except (ImportError, PostgresMissing) as missing:
-            print(f"ducklake_postgres: not measured ({missing})")
+        kinds = store_kinds(Path(folder), stack)
         for name, (location, data_folder) in kinds.items():
             results[name] = measure(location, data_folder)
             print(f"{name:<18} " + "  ".join(f"{k} {v}" for k, v in results[name].items()))

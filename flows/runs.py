@@ -8,13 +8,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from prefect.runtime import flow_run
 
 import reer
-from reer.models.base import LanguageModel
+from reer.models.base import LanguageModel, ModelStats
 from reer.models.loading import load_model
 from reer.settings import Role, Settings
 from reer.store import Store
@@ -47,6 +48,32 @@ def load_verifier(settings: Settings, scorer: LanguageModel) -> LanguageModel:
     """The scorer's model in float32, which re-scores what bf16 cannot tell apart; the scorer itself when exact."""
     spec = settings.verifier_spec()
     return scorer if spec is None else load_model(spec)
+
+
+def model_stats(*models: LanguageModel) -> tuple[ModelStats, ...]:
+    """A copy of each model's running totals, to take the work of a stage as a difference."""
+    return tuple(replace(m.stats) for m in models)
+
+
+def work_since(
+    before: tuple[ModelStats, ...], generator: LanguageModel, scorer: LanguageModel, verifier: LanguageModel
+) -> dict[str, float]:
+    """Tokens and seconds the models did since `before` (model_stats of the three).
+
+    Verification is scoring work: it counts with the scorer's when it runs on a model of its own.
+    """
+    verified = verifier is not scorer
+    g, s, v = (m.stats for m in (generator, scorer, verifier))
+    return {
+        "generated_tokens": g.generated_tokens - before[0].generated_tokens,
+        "generation_seconds": g.generation_seconds - before[0].generation_seconds,
+        "scored_tokens": s.scored_tokens
+        - before[1].scored_tokens
+        + verified * (v.scored_tokens - before[2].scored_tokens),
+        "scoring_seconds": s.scoring_seconds
+        - before[1].scoring_seconds
+        + verified * (v.scoring_seconds - before[2].scoring_seconds),
+    }
 
 
 def run_row(
@@ -114,7 +141,12 @@ def recorded_run(store: Store, run: dict) -> Iterator[None]:
 
 def mark_crashed(store: Store) -> list[str]:
     """Runs still 'running' died without a word (a kill, a power cut): this process holds the
-    write lock, so none of them can still be alive. Say so in their status."""
+    write lock, so none of them can still be alive. Say so in their status.
+
+    A lake has no such lock: many runs write it at once, and a 'running' one may well be alive. None is marked.
+    """
+    if store.lake is not None:
+        return []
     dead = store.query("SELECT run_id FROM run_overview WHERE status = 'running'")["run_id"].to_list()
     store.write(
         "run_events",

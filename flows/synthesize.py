@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from prefect import flow
 from prefect.tasks import exponential_backoff
 
+from reer.flows.cluster import ShardWork, WorkersNeedLake, search_on_workers
 from reer.flows.naming import run_tags, source_label, synthesize_run_name, tag_flow_run
 from reer.flows.publish import publish_run
 from reer.flows.run_options import run_settings
-from reer.flows.runs import load_models, load_verifier, new_run_id, recorded_run, run_row
+from reer.flows.runs import load_models, load_verifier, model_stats, new_run_id, recorded_run, run_row, work_since
 from reer.flows.store_turn import open_store
 from reer.kill_points import kill_point
 from reer.settings import Settings
@@ -31,13 +31,20 @@ def synthesize(
     limit: int | None = None,
     options: dict[str, Any] | Settings | None = None,
     from_store: bool = False,
+    workers: int | None = None,
 ) -> RunSummary:
     """Search REER thinking for every (query, reference) pair in `inputs` (default: the bundled sample).
 
     With `from_store`, search the stored examples that have no finished (completed or rejected) trajectory under
-    this configuration instead (what `ingest` stored), reading no files.
+    this configuration instead (what `ingest` stored), reading no files. `workers` (default: the setting) over 1
+    searches in that many shards on Ray (flows/cluster.py); validation, controls and export still run once, here.
     """
     settings = run_settings(options)
+    if workers is not None:
+        settings = settings.model_copy(update={"workers": workers})
+    problem = settings.workers_problem()
+    if problem:  # before the store opens or a model loads
+        raise WorkersNeedLake(problem)
     started = time.perf_counter()
     run_id = new_run_id()
     paths = [Path(p) for p in inputs] if inputs else [bundled_sample()]
@@ -69,34 +76,33 @@ def synthesize(
         kill_point("sourced")
         prepared = prepare_searches(store, run_id, loaded.examples, settings.search, generator, scorer, verifier)
         kill_point("prepared")
-        before = (replace(generator.stats), replace(scorer.stats), replace(verifier.stats))
-        search = search_examples.with_options(
-            retries=settings.model_retries, retry_delay_seconds=exponential_backoff(settings.retry_backoff_seconds)
-        )
-        traffic = search(
-            store,
-            run_id,
-            prepared.searches,
-            generator,
-            scorer,
-            settings.generation_rows,
-            settings.snapshot_seconds,
-            verifier,
-            feeding=settings.feeding,
-            store_seconds=settings.store_seconds,
-        )
-        # Verification is scoring work: counted with the scorer's when it runs on a model of its own.
-        verified = verifier is not scorer
+        before = model_stats(generator, scorer, verifier)
+        if settings.workers > 1:
+            # The shards plan their items again in their workers; here only which trajectory goes where is needed.
+            pending = {s.item.example_id: s.item.trajectory_id for s in prepared.searches if not s.done}
+            shard_work = search_on_workers(settings, run_id, pending)
+            traffic = {"busy": shard_work.busy(), "in_flight": []}  # each worker's timeline stays its own
+        else:
+            search = search_examples.with_options(
+                retries=settings.model_retries, retry_delay_seconds=exponential_backoff(settings.retry_backoff_seconds)
+            )
+            traffic = search(
+                store,
+                run_id,
+                prepared.searches,
+                generator,
+                scorer,
+                settings.generation_rows,
+                settings.snapshot_seconds,
+                verifier,
+                feeding=settings.feeding,
+                store_seconds=settings.store_seconds,
+            )
+            shard_work = ShardWork()
+        done = work_since(before, generator, scorer, verifier)
         work = SearchWork(
             started=started,
-            generated_tokens=generator.stats.generated_tokens - before[0].generated_tokens,
-            generation_seconds=generator.stats.generation_seconds - before[0].generation_seconds,
-            scored_tokens=scorer.stats.scored_tokens
-            - before[1].scored_tokens
-            + verified * (verifier.stats.scored_tokens - before[2].scored_tokens),
-            scoring_seconds=scorer.stats.scoring_seconds
-            - before[1].scoring_seconds
-            + verified * (verifier.stats.scoring_seconds - before[2].scoring_seconds),
+            **{name: done[name] + getattr(shard_work, name) for name in done},
             duplicates=loaded.duplicates,
             skipped_done=prepared.skipped_done,
             resumed=prepared.resumed,

@@ -14,6 +14,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+# What arms the kill points; a process that starts workers (Ray) hands them on, so a test can kill a worker.
+KILL_POINT_VARIABLES = ("REER_KILL_AT", "REER_HOLD_AT", "REER_HOLD_FILE")
 _hits: Counter[str] = Counter()
 
 

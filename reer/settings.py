@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -25,7 +26,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from reer.lake import Lake, store_location, with_data_path
+from reer.lake import Lake, is_lake, store_location, with_data_path
 
 Backend = Literal["transformers", "vllm", "served"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
@@ -257,6 +258,19 @@ class Settings(BaseSettings):
         description="role -> field for input files that match no declared source, e.g. "
         '{"query": "prompt", "reference": "answer"} (REER_SOURCE_FIELDS as JSON; empty query: texts without requests)',
     )
+    workers: int = Field(
+        1,
+        ge=1,
+        description="search workers: 1 searches in this process; more split the pending items into that many "
+        "shards, each searched by a Ray task that loads its own models (needs a DuckLake store)",
+    )
+    ray_address: str | None = Field(
+        None,
+        # Ray's own variable is honoured too: a machine joined to a cluster usually has it set already.
+        validation_alias=AliasChoices("ray_address", "REER_RAY_ADDRESS", "RAY_ADDRESS"),
+        description="the Ray cluster the workers run on, e.g. ray://head:10001 or head:6379 "
+        "(default: a local cluster started for the run and stopped after it)",
+    )
     search: SearchConfig = SearchConfig()
     quality: QualityConfig = QualityConfig()
 
@@ -309,6 +323,15 @@ class Settings(BaseSettings):
                 scorer.model_copy(update={"url": self.verifier_url, "dtype": "float32"}) if self.verifier_url else None
             )
         return None if scorer.dtype == "float32" else scorer.model_copy(update={"dtype": "float32"})
+
+    def workers_problem(self) -> str | None:
+        """Why these settings cannot search with several workers; None when they can (or use one)."""
+        if self.workers > 1 and not is_lake(self.db):
+            return (
+                f"--workers {self.workers} needs a store that several processes write, and {self.db} is a DuckDB "
+                "file (one writer): use --db ducklake:sqlite:PATH (one machine) or ducklake:postgres:CONNINFO"
+            )
+        return None
 
     def backend_label(self) -> str:
         """The backends a run uses, as stored in runs.backend: one name, or each role's when they differ."""

@@ -74,7 +74,12 @@ class InFlight:
 
     def figures(self) -> dict:
         """What a run summary keeps: each model's busy fraction, and sequences in flight over time."""
-        return {"busy": self.busy(), "in_flight": self.timeline(), "in_flight_seconds": self.width}
+        return {
+            "busy": self.busy(),
+            "in_flight": self.timeline(),
+            "in_flight_seconds": self.width,
+            "seconds": round(self.seconds, 3),
+        }
 
     def _advance(self, now: float) -> None:
         while self._last < now:

@@ -53,6 +53,12 @@ def run(
     max_refine_tokens: int | None = typer.Option(None, help="token limit of one rewrite"),
     on_unfinished: str | None = typer.Option(None, help="z(0) cut by the limit: trim or reject"),
     generation_rows: int | None = typer.Option(None, help="sequences generated together"),
+    workers: int | None = typer.Option(
+        None, help="search in this many shards, each a Ray task with its own models (1; more needs a DuckLake --db)"
+    ),
+    ray_address: str | None = typer.Option(
+        None, help="the Ray cluster for --workers (RAY_ADDRESS; default: a local one for this run)"
+    ),
     verbose: Verbose = False,
 ) -> None:
     """Search REER thinking trajectories and store every revision."""
@@ -66,8 +72,13 @@ def run(
         generator_model=generator,
         scorer_model=scorer,
         generation_rows=generation_rows,
+        workers=workers,
+        ray_address=ray_address,
         search=search or None,
     )
+    problem = settings.workers_problem()
+    if problem:
+        fail(problem)
     if from_store and inputs:
         fail("give input files or --from-store, not both")
     missing = [str(p) for p in inputs or [] if not p.exists()]
