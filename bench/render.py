@@ -96,4 +96,11 @@ def render_served(s: dict) -> list[str]:
         f"server was busy {share(s['generator_busy'])} of the wall time, the scorer's {share(s['scorer_busy'])}.",
         "",
     ]
+    if s.get("pooled_speedup_vs_rounds"):
+        core0, core1 = s["pooled_busy"]
+        lines[-1:-1] = [
+            f"(d), both servers in one pool for both roles (its busy columns are core 0's and core 1's server): "
+            f"{s['pooled_speedup_vs_rounds']}x (b) in items/h, the servers busy {share(core0)} and {share(core1)}.",
+            "",
+        ]
     return lines

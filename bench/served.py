@@ -55,6 +55,7 @@ RUNS = {
     "a": "driver, no rounds (feeding auto)",
     "b": "driver in rounds (feeding batched)",
     "c": "authors' pattern, 5 items in flight",
+    "d": "driver, no rounds, both servers pooled for both roles",
 }
 
 
@@ -270,7 +271,7 @@ def measure(run: str, examples, generator, scorer, config, args, urls) -> dict:
         if run == "c":
             traffic = authors_pattern(searches, generator, scorer, records, args.in_flight)
         else:
-            feeding = "auto" if run == "a" else "batched"
+            feeding = "batched" if run == "b" else "auto"
             traffic = drive(searches, generator, scorer, records.extend, feeding=feeding, traffic=InFlight())
         seconds = time.perf_counter() - started
     finally:
@@ -339,7 +340,9 @@ def main() -> None:
     parser.add_argument("--home", type=Path, default=Path(os.environ.get("REER_HOME", "~/.cache/reer")).expanduser())
     parser.add_argument("--json", type=Path, default=HERE / "served.json", help="where the figures go")
     parser.add_argument("--markdown", type=Path, default=HERE / "RESULTS.md", help="the RESULTS.md to re-render")
-    parser.add_argument("--runs", default="abc", help="which runs, e.g. 'ab' (all three for the top-level ratios)")
+    parser.add_argument(
+        "--runs", default="abcd", help="which runs, e.g. 'ab' (a, b and c for the top-level ratios; d: pooled roles)"
+    )
     args = parser.parse_args()
 
     config = SearchConfig(max_steps=args.max_steps, k=2, max_initial_tokens=256, max_refine_tokens=96)
@@ -372,14 +375,18 @@ def main() -> None:
         generator, scorer = models
         for model in models:
             warm_up(model)
-        runs = {run: measure(run, examples, generator, scorer, config, args, urls) for run in args.runs}
+        runs = {run: measure(run, examples, generator, scorer, config, args, urls) for run in args.runs if run != "d"}
+        if "d" in args.runs:  # one pool of both servers per role: neither waits while the other works
+            pooled = [ServedModel(",".join(urls), folder, model_id=MODEL) for _ in range(2)]
+            models.extend(pooled)
+            runs["d"] = measure("d", examples, *pooled, config, args, urls)
     finally:
         for model in models:
             model.close()
         for server in servers:
             server.stop()
 
-    a, b, c = runs.get("a"), runs.get("b"), runs.get("c")
+    a, b, c, d = runs.get("a"), runs.get("b"), runs.get("c"), runs.get("d")
     result = {
         "speedup_vs_rounds": ratio(a and a["items_per_hour"], b and b["items_per_hour"]),
         "speedup_vs_authors_pattern": ratio(a and a["items_per_hour"], c and c["items_per_hour"]),
@@ -391,6 +398,9 @@ def main() -> None:
             c and c["ms_per_generated_token"], a and a["ms_per_generated_token"]
         ),
         "per_scored_token_vs_authors_pattern": ratio(c and c["ms_per_scored_token"], a and a["ms_per_scored_token"]),
+        # (d): both servers in one pool per role; its "generator"/"scorer" figures are core 0's and core 1's server
+        "pooled_speedup_vs_rounds": ratio(d and d["items_per_hour"], b and b["items_per_hour"]),
+        "pooled_busy": d and [d["generator_busy"], d["scorer_busy"]],
         "settings": {
             "items": len(examples),
             "sources": list(SOURCES),

@@ -25,11 +25,11 @@ from pathlib import Path
 import pytest
 
 from tests.tasks.crafted import CLEAN, fill_store
+from tests.tasks.test_report import PLOTS  # every plot the report draws
 
 pytestmark = [pytest.mark.prefect, pytest.mark.server]
 
 REPO = Path(__file__).resolve().parents[3]
-PLOTS = ("plot-score-per-step", "plot-relative-improvement", "plot-acceptance-by-segment", "plot-throughput")
 
 
 def free_port() -> int:
