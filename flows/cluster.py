@@ -17,7 +17,6 @@ from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
-from prefect.tasks import exponential_backoff
 
 from reer.ids import stable_id
 from reer.kill_points import KILL_POINT_VARIABLES
@@ -103,7 +102,7 @@ def search_shard(settings: Settings, run_id: str, example_ids: list[str], shard:
     from reer.flows.runs import load_models, load_verifier, model_stats, work_since
     from reer.store import Store
     from reer.tasks.ingest import stored_examples
-    from reer.tasks.search_tasks import prepare_searches, retry_on_model_errors, search_examples
+    from reer.tasks.search_tasks import prepare_searches, search_with_retries
 
     store = Store(settings.db)
     try:
@@ -115,23 +114,8 @@ def search_shard(settings: Settings, run_id: str, example_ids: list[str], shard:
         before = model_stats(generator, scorer, verifier)
         # Planned again here, from the store: a retried shard picks up after the last batch it stored.
         prepared = prepare_searches.fn(store, run_id, examples, settings.search, generator, scorer, verifier)
-        search = search_examples.with_options(
-            retries=settings.model_retries,
-            retry_delay_seconds=exponential_backoff(settings.retry_backoff_seconds),
-            retry_condition_fn=retry_on_model_errors,
-        )
-        traffic = search(
-            store,
-            run_id,
-            prepared.searches,
-            generator,
-            scorer,
-            settings.generation_rows,
-            0.0,
-            verifier,
-            feeding=settings.feeding,
-            store_seconds=settings.store_seconds,
-        )
+        # No snapshots: a lake's readers see every commit.
+        traffic = search_with_retries(store, run_id, prepared.searches, (generator, scorer, verifier), settings, 0.0)
         return ShardWork(
             **work_since(before, generator, scorer, verifier),
             items=len(prepared.searches),

@@ -21,7 +21,7 @@ from reer.tasks.controls import compute_controls
 from reer.tasks.ingest import bundled_sample, ingest_examples, select_pending
 from reer.tasks.mappings import parse_overrides
 from reer.tasks.prompts import PROMPT_VERSION
-from reer.tasks.search_tasks import prepare_searches, search_examples
+from reer.tasks.search_tasks import prepare_searches, search_with_retries
 from reer.tasks.summary import RunSummary, SearchWork
 
 
@@ -83,21 +83,8 @@ def synthesize(
             shard_work = search_on_workers(settings, run_id, pending)
             traffic = {"busy": shard_work.busy(), "in_flight": []}  # each worker's timeline stays its own
         else:
-            search = search_examples.with_options(
-                retries=settings.model_retries, retry_delay_seconds=exponential_backoff(settings.retry_backoff_seconds)
-            )
-            traffic = search(
-                store,
-                run_id,
-                prepared.searches,
-                generator,
-                scorer,
-                settings.generation_rows,
-                settings.snapshot_seconds,
-                verifier,
-                feeding=settings.feeding,
-                store_seconds=settings.store_seconds,
-            )
+            models = (generator, scorer, verifier)
+            traffic = search_with_retries(store, run_id, prepared.searches, models, settings, settings.snapshot_seconds)
             shard_work = ShardWork()
         done = work_since(before, generator, scorer, verifier)
         work = SearchWork(

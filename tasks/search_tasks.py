@@ -342,3 +342,30 @@ def search_examples(
         )
     monitor.report(len(searches))
     return traffic.figures()
+
+
+def search_with_retries(
+    store, run_id: str, searches: list[ItemSearch], models, settings, snapshot_seconds: float
+) -> dict:
+    """`search_examples` with the run's model retries, batching and feeding; what was in flight.
+
+    `models` are the run's (generator, scorer, verifier); `settings` its Settings.
+    """
+    from prefect.tasks import exponential_backoff
+
+    generator, scorer, verifier = models
+    search = search_examples.with_options(
+        retries=settings.model_retries, retry_delay_seconds=exponential_backoff(settings.retry_backoff_seconds)
+    )
+    return search(
+        store,
+        run_id,
+        searches,
+        generator,
+        scorer,
+        settings.generation_rows,
+        snapshot_seconds,
+        verifier,
+        feeding=settings.feeding,
+        store_seconds=settings.store_seconds,
+    )
