@@ -186,35 +186,41 @@ class Driver:
                 if role == "generator" and self.stopping:
                     continue  # a stop lets what was generated be scored, and samples nothing new
                 while lane.in_flight < lane.feeding.calls:
-                    batch = self.take(role, lane)
-                    if not batch:
+                    batches = self.take(role, lane, lane.feeding.calls - lane.in_flight)
+                    for batch in batches:
+                        self.submit(role, lane, batch)
+                    if not batches or lane.feeding.per_item:  # per item, one pass took all there was
                         break
-                    self.submit(role, lane, batch)
 
-    def take(self, role: Role, lane: Lane) -> list[ItemSearch]:
-        """The searches of the next call for `role`: one (per item), or as many as a batch takes."""
+    def take(self, role: Role, lane: Lane, free: int) -> list[list[ItemSearch]]:
+        """The searches of the next `free` calls for `role`, in one pass: one each (per item), or one batch.
+
+        One pass over the items whatever the number of calls: a served lane fills hundreds of calls at once.
+        """
         need, model = NEEDS[role], self.models[role]
-        batch: list[ItemSearch] = []
+        batches: list[list[ItemSearch]] = []
         rows = 0
         for s in self.order:
             if id(s) not in self.ready or not isinstance(s.need, need):
                 continue
             n = s.need.request.n if role == "generator" else len(s.need.requests)
-            if role == "generator" and batch and rows + n > self.generation_rows:
+            if not lane.feeding.per_item and role == "generator" and batches and rows + n > self.generation_rows:
                 break
             refused = overflowing(s, model)
             if refused:
                 self.keep(refused)
+            self.ready.discard(id(s))
             if not isinstance(s.need, need) or s.done:  # refused outright: its records wait for the store
-                self.ready.discard(id(s))
                 self.waiting.append(s)
                 continue
-            self.ready.discard(id(s))
-            batch.append(s)
+            if lane.feeding.per_item or not batches:
+                batches.append([s])
+            else:
+                batches[0].append(s)
             rows += n
-            if lane.feeding.per_item:
+            if lane.feeding.per_item and len(batches) == free:
                 break
-        return batch
+        return batches
 
     def submit(self, role: Role, lane: Lane, batch: list[ItemSearch]) -> None:
         model = self.models[role]
