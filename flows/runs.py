@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import subprocess
-import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -15,6 +13,7 @@ from typing import Any
 from prefect.runtime import flow_run
 
 import reer
+from reer.ids import time_ordered_id
 from reer.models.base import LanguageModel, ModelStats
 from reer.models.loading import load_model
 from reer.settings import Role, Settings
@@ -116,7 +115,7 @@ def role_columns(role: Role, settings: Settings, model: LanguageModel | None) ->
 
 def new_run_id() -> str:
     """Sortable by start time, unique across processes."""
-    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    return time_ordered_id()
 
 
 @contextmanager

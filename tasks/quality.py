@@ -10,8 +10,6 @@ selects the rows that passed everything.
 from __future__ import annotations
 
 import re
-import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -20,6 +18,7 @@ import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from reer.ids import time_ordered_id
 from reer.kill_points import kill_point
 from reer.settings import QualityConfig, SearchConfig
 from reer.sql import read_sql
@@ -379,7 +378,7 @@ def validate(store: Store, run_id: str, cfg: QualityConfig, docs_dir: Path | Non
         INPUTS: (example_metrics(examples, cfg), "example_id"),
         OUTPUTS: (trajectory_metrics(trajectories, cfg), "trajectory_id"),
     }
-    validation_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    validation_id = time_ordered_id()
     outcome = validate_tables(tables, specs, docs_dir, run_name=validation_id)  # docs are per run already
     context = {"run_id": run_id, "validation_id": validation_id}
     rows = []

@@ -51,14 +51,14 @@ def is_closed(db) -> bool:
 
 def test_a_run_id_is_its_start_time_and_a_random_suffix():
     run_id = new_run_id()
-    assert re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{6}", run_id)
+    assert re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{12}", run_id)
     assert abs(time.mktime(time.strptime(run_id[:15], "%Y%m%d-%H%M%S")) - time.time()) < 5
 
 
 def test_run_ids_sort_by_start_time_and_are_unique():
     first = new_run_id()
     time.sleep(1.05)  # the time part has whole seconds
-    later = [new_run_id() for _ in range(500)]
+    later = [new_run_id() for _ in range(2000)]
     assert all(first < other for other in later)
     assert len(set(later)) == len(later)
 
