@@ -25,6 +25,7 @@ from reer.tasks.search import GenerationNeed, ItemSearch, Record, ScoringNeed, V
 Role = Literal["generator", "scorer", "verifier"]
 FeedingMode = Literal["auto", "batched"]
 NEEDS: dict[Role, type] = {"generator": GenerationNeed, "scorer": ScoringNeed, "verifier": VerifyNeed}
+ROLE_OF: dict[type, Role] = {need: role for role, need in NEEDS.items()}
 # Where a lane's calls are shared: verifications and scorings first, since they finish steps.
 PRIORITY: tuple[Role, ...] = ("verifier", "scorer", "generator")
 KILL_POINTS: dict[Role, str] = {"generator": "generated", "scorer": "scored", "verifier": "verified"}
@@ -150,8 +151,8 @@ class Driver:
         stop_requested: Callable[[], bool],
         traffic: InFlight | None,
     ) -> None:
-        self.order = [s for s in searches if not s.done]
-        self.total = len(self.order)
+        pending = [s for s in searches if not s.done]
+        self.total, self.finished = len(pending), 0
         self.models, self.sink = models, sink
         self.generation_rows, self.store_seconds, self.store_records = generation_rows, store_seconds, store_records
         self.on_batch, self.stop_requested = on_batch, stop_requested
@@ -169,7 +170,10 @@ class Driver:
         self.watched: dict[Role, str] = {"generator": "generator", "scorer": "scorer"}
         self.watched["verifier"] = "scorer" if models["verifier"] is models["scorer"] else "verifier"
         self.traffic = traffic if traffic is not None else InFlight()
-        self.ready = set(map(id, self.order))  # ids of searches whose need may be sent
+        # Searches whose need may be sent, by the role it needs, first ready first: a send reads only
+        # these, never every item (a shard may hold tens of thousands).
+        self.ready: dict[Role, dict[int, ItemSearch]] = {role: {} for role in NEEDS}
+        self.make_ready(pending)
         self.results: queue.Queue[tuple[Call, object, BaseException | None]] = queue.Queue()
         self.calls = 0
         self.waiting: list[ItemSearch] = []  # transitions applied, records not yet stored
@@ -197,19 +201,17 @@ class Driver:
 
         One pass over the items whatever the number of calls: a served lane fills hundreds of calls at once.
         """
-        need, model = NEEDS[role], self.models[role]
+        need, model, ready = NEEDS[role], self.models[role], self.ready[role]
         batches: list[list[ItemSearch]] = []
         rows = 0
-        for s in self.order:
-            if id(s) not in self.ready or not isinstance(s.need, need):
-                continue
+        for s in list(ready.values()):
             n = s.need.request.n if role == "generator" else len(s.need.requests)
             if not lane.feeding.per_item and role == "generator" and batches and rows + n > self.generation_rows:
                 break
             refused = overflowing(s, model)
             if refused:
                 self.keep(refused)
-            self.ready.discard(id(s))
+            del ready[id(s)]
             if not isinstance(s.need, need) or s.done:  # refused outright: its records wait for the store
                 self.waiting.append(s)
                 continue
@@ -246,6 +248,13 @@ class Driver:
         # Daemon threads: a second Ctrl-C ends the process at once instead of waiting for a model call.
         threading.Thread(target=run, name=f"reer-{role}", daemon=True).start()
 
+    def make_ready(self, searches: Iterable[ItemSearch]) -> None:
+        """Let these searches' needs go out, each to the role that serves it."""
+        for s in searches:
+            role = ROLE_OF.get(type(s.need))
+            if role is not None and not s.done:
+                self.ready[role][id(s)] = s
+
     # -- receiving ------------------------------------------------------------------------------
     def receive(self, call: Call, result, error: BaseException | None) -> None:
         """Apply a returned call to its searches, whose records then wait for the store."""
@@ -255,7 +264,7 @@ class Driver:
         if error is not None:
             # Its searches keep their need, unapplied: a retry of the drive sends it again.
             self.error = self.error or error
-            self.ready.update(map(id, call.searches))
+            self.make_ready(call.searches)
             return
         kill_point(KILL_POINTS[call.role])
         if call.role == "generator":
@@ -295,11 +304,11 @@ class Driver:
         if self.records:
             self.sink(self.records)
             kill_point("stored")
-        self.ready.update(id(s) for s in self.waiting if not s.done)
+        self.make_ready(self.waiting)
+        self.finished += sum(s.done for s in self.waiting)  # a search is done in one transition, waits once
         self.records, self.waiting, self.since = [], [], None
-        self.order = [s for s in self.order if not s.done]
         if self.on_batch:
-            self.on_batch(self.total - len(self.order), self.total)
+            self.on_batch(self.finished, self.total)
         if self.stop_requested():
             self.stopping = True
 
@@ -331,7 +340,7 @@ class Driver:
         self.traffic.end()
         if self.error is not None:
             raise self.error
-        if self.order:
+        if self.finished < self.total:
             raise StopRequested
         return self.traffic
 

@@ -66,6 +66,24 @@ class Watched(ScriptedModel):
             self._leave()
 
 
+class Counted(ScriptedModel):
+    """A scripted model fed like a server, that counts its calls and answers at once."""
+
+    feeding = SERVED_LIKE
+
+    def __init__(self):
+        super().__init__(lambda seed, i: Generation(f" GOOD rewrite {seed}-{i} " + "x" * 40, "stop", 20))
+        self.calls = 0
+
+    def generate(self, requests):
+        self.calls += 1
+        return super().generate(requests)
+
+    def score(self, requests):
+        self.calls += 1
+        return super().score(requests)
+
+
 def searches_for(*queries: str, config: SearchConfig | None = None) -> list[ItemSearch]:
     config = config or SearchConfig(min_thinking_tokens=10, max_steps=2)
     model = ScriptedModel(None)
@@ -140,6 +158,43 @@ def test_auto_feeding_overlaps_the_generator_and_the_scorer_and_says_how_busy_ea
     busy = traffic.busy()
     assert set(busy) == {"generator", "scorer"} and all(0 < share <= 1 for share in busy.values())
     assert traffic.timeline() and {"seconds", "generator", "scorer"} == set(traffic.timeline()[0])
+
+
+class CountedSearch(ItemSearch):
+    """An ItemSearch that counts how often anything reads its need."""
+
+    reads = 0
+
+    @property
+    def need(self):
+        CountedSearch.reads += 1
+        return self._need
+
+    @need.setter
+    def need(self, value):
+        self._need = value
+
+
+def test_a_send_reads_only_the_items_that_are_ready_not_every_item(monkeypatch):
+    monkeypatch.setattr(CountedSearch, "reads", 0)
+    config = SearchConfig(min_thinking_tokens=10, max_steps=2)
+    searches = [
+        CountedSearch(
+            SearchItem(f"t-{n}", f"e-{n}", f"q{n}", split_reference(REFERENCE), REFERENCE, "en", n),
+            config,
+            f"U:q{n}\nA:",
+            ScriptedModel(None).count_tokens,
+        )
+        for n in range(300)
+    ]
+    generator, scorer = Counted(), Counted()
+    records = []
+    drive(searches, generator, scorer, records.extend)
+    assert len(outcomes(records)) == 300
+    calls = generator.calls + scorer.calls
+    # Reading every item at each send costs items x sends (here ~10 reads a call, growing with the
+    # items); the ready index reads an item a bounded number of times per transition (~4 a call).
+    assert CountedSearch.reads < 6 * calls, (CountedSearch.reads, calls)
 
 
 def test_every_step_is_stored_before_the_items_next_generation_goes_out():
