@@ -335,6 +335,10 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=8)
     parser.add_argument("--max-steps", type=int, default=2, help="segments refined per item")
     parser.add_argument("--in-flight", type=int, default=5, help="items in flight in the authors' pattern (c)")
+    parser.add_argument("--concurrency", type=int, default=16, help="calls in flight per server, each role")
+    parser.add_argument(
+        "--scorer-concurrency", type=int, default=None, help="calls in flight at the scorer (default: --concurrency)"
+    )
     parser.add_argument("--poll-seconds", type=float, default=0.05, help="how often each server's /metrics is read")
     parser.add_argument("--python", default=str(ROOT / ".venv-vllm" / "bin" / "python"), help="a Python with vLLM")
     parser.add_argument("--home", type=Path, default=Path(os.environ.get("REER_HOME", "~/.cache/reer")).expanduser())
@@ -371,7 +375,8 @@ def main() -> None:
                 future.result()
         print(f"two vllm serve ready in {time.perf_counter() - started:.0f} s", flush=True)
         urls = [server.url for server in servers]
-        models = [ServedModel(url, folder, model_id=MODEL) for url in urls]
+        limits = (args.concurrency, args.scorer_concurrency or args.concurrency)
+        models = [ServedModel(url, folder, model_id=MODEL, concurrency=n) for url, n in zip(urls, limits)]
         generator, scorer = models
         for model in models:
             warm_up(model)
@@ -408,7 +413,7 @@ def main() -> None:
             "search": config.model_dump(),
             "verifying": False,  # two bf16 servers, no float32 verifier: acceptances go by the bf16 scores
             "dtype": "bfloat16",
-            "concurrency_per_server": generator.concurrency,
+            "concurrency_per_server": {"generator": generator.concurrency, "scorer": scorer.concurrency},
             "authors_pattern_in_flight": args.in_flight,
             "poll_seconds": args.poll_seconds,
             "cores": {"generator": "0", "scorer": "1"},
