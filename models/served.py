@@ -28,6 +28,9 @@ from reer.models.base import Feeding, Generation, GenerationRequest, ModelStats,
 from reer.models.chat import ChatTokenizer
 from reer.models.loading import model_fingerprint
 from reer.models.vllm_backend import engine_seed, finish_reason, held_back, sampling_options, target_logprobs
+from reer.settings import ServedConfig
+
+DEFAULTS = ServedConfig()  # the settings' defaults, for a ServedModel built without settings
 
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
 # The text of vLLM's EngineDeadError, in the 500 every request in flight gets when the engine dies;
@@ -107,11 +110,11 @@ class ServedModel(ChatTokenizer):
         folder: Path,
         *,
         model_id: str,
-        timeout: float = 600.0,
-        retries: int = 4,
-        backoff: float = 1.0,
-        concurrency: int = 16,
-        cooldown: float = 5.0,
+        timeout: float = DEFAULTS.timeout_seconds,
+        retries: int = DEFAULTS.retries,
+        backoff: float = DEFAULTS.backoff_seconds,
+        concurrency: int = DEFAULTS.concurrency,
+        cooldown: float = DEFAULTS.cooldown_seconds,
         api_key: SecretStr | str | None = None,
     ) -> None:
         super().__init__(folder)
