@@ -199,7 +199,7 @@ class Driver:
     def take(self, role: Role, lane: Lane, free: int) -> list[list[ItemSearch]]:
         """The searches of the next `free` calls for `role`, in one pass: one each (per item), or one batch.
 
-        One pass over the items whatever the number of calls: a served lane fills hundreds of calls at once.
+        One pass over the ready searches whatever the number of calls: a served lane fills hundreds of calls at once.
         """
         need, model, ready = NEEDS[role], self.models[role], self.ready[role]
         batches: list[list[ItemSearch]] = []
