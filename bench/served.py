@@ -420,7 +420,7 @@ def main() -> None:
             if run != "d"
         }
         if "d" in args.runs:  # one pool of both servers per role: neither waits while the other works
-            pooled = [ServedModel(",".join(urls), folder, model_id=MODEL) for _ in range(2)]
+            pooled = [ServedModel(",".join(urls), folder, model_id=MODEL, concurrency=n) for n in limits]
             models.extend(pooled)
             runs["d"] = measure("d", examples, *pooled, config, args, urls, frontends)
     finally:
